@@ -1,0 +1,162 @@
+// Package nativeproto is the wire format of Rampart's native device API, version 1: the JSON
+// messages, paths and signing rules that the agent and the server's deviceapi/native adapter
+// share. It holds no logic beyond encoding rules, and imports nothing from the server.
+//
+// Authentication: a device proves possession of its Ed25519 key by signing a request body
+// that embeds a fresh, single-use server challenge; the signature travels base64 (standard
+// encoding) in the SignatureHeader. Enroll and Auth answer with a short-lived bearer token,
+// sent as "Authorization: Bearer <token>" on every other call.
+package nativeproto
+
+import "time"
+
+// Paths of the native device API.
+const (
+	Prefix        = "/device/v1"
+	PathChallenge = Prefix + "/challenge"
+	PathEnroll    = Prefix + "/enroll"
+	PathAuth      = Prefix + "/auth"
+	PathCheckIn   = Prefix + "/checkin"
+	PathInventory = Prefix + "/inventory"
+	PathEvents    = Prefix + "/events"
+	PathRotateKey = Prefix + "/keys/rotate"
+)
+
+// Headers carrying Ed25519 signatures over the exact request body.
+const (
+	SignatureHeader = "X-Rampart-Signature"
+	// NewKeySignatureHeader carries the new key's signature on a key rotation.
+	NewKeySignatureHeader = "X-Rampart-New-Key-Signature"
+)
+
+// Limits on request bodies, in bytes.
+const (
+	MaxSmallBody     = 64 << 10
+	MaxInventoryBody = 8 << 20
+)
+
+// Challenge answers POST /challenge.
+type Challenge struct {
+	Challenge string    `json:"challenge"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Identity is what a device says it is.
+type Identity struct {
+	Serial     string `json:"serial"`
+	MAC        string `json:"mac,omitempty"`
+	DeviceType string `json:"device_type"`
+	HWRevision string `json:"hw_revision,omitempty"`
+}
+
+// EnrollRequest is the signed body of POST /enroll.
+type EnrollRequest struct {
+	Challenge string   `json:"challenge"`
+	Identity  Identity `json:"identity"`
+	// PublicKey is the raw 32-byte Ed25519 key, base64 (standard encoding).
+	PublicKey       string            `json:"public_key"`
+	EnrollmentToken string            `json:"enrollment_token,omitempty"`
+	Attributes      map[string]string `json:"attributes,omitempty"`
+}
+
+// EnrollResponse answers /enroll: the device's ID and admission status, and a token once
+// the device is accepted.
+type EnrollResponse struct {
+	DeviceID  string    `json:"device_id"`
+	Status    string    `json:"status"`
+	Token     string    `json:"token,omitempty"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+}
+
+// AuthRequest is the signed body of POST /auth.
+type AuthRequest struct {
+	Challenge string `json:"challenge"`
+	DeviceID  string `json:"device_id"`
+}
+
+// AuthResponse answers /auth and /keys/rotate.
+type AuthResponse struct {
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// RotateKeyRequest is the body of POST /keys/rotate, signed by both the current key
+// (SignatureHeader) and the new one (NewKeySignatureHeader).
+type RotateKeyRequest struct {
+	Challenge    string `json:"challenge"`
+	NewPublicKey string `json:"new_public_key"`
+}
+
+// CheckInRequest is the body of POST /checkin.
+type CheckInRequest struct {
+	FirmwareVersion string `json:"firmware_version"`
+	// Attributes carries only attributes that changed since the last check-in; a key with an
+	// empty value removes the attribute.
+	Attributes map[string]string `json:"attributes,omitempty"`
+	// InventoryHash is the digest of the inventory the agent holds; the server asks for an
+	// upload when it differs from the last one stored.
+	InventoryHash string `json:"inventory_hash,omitempty"`
+}
+
+// CheckInResponse answers /checkin. Action is "none" when there is nothing to do.
+type CheckInResponse struct {
+	Action          string `json:"action"`
+	PollIntervalSec int    `json:"poll_interval_s"`
+	InventoryWanted bool   `json:"inventory_wanted,omitempty"`
+	Work            []Work `json:"work"`
+}
+
+// Work is one piece of pending work; deployments fill it in.
+type Work struct {
+	ID      string `json:"id"`
+	Kind    string `json:"kind"`
+	Release string `json:"release,omitempty"`
+	Version string `json:"version,omitempty"`
+}
+
+// Inventory is the body of PUT /inventory.
+type Inventory struct {
+	Hash       string            `json:"hash"`
+	OS         string            `json:"os,omitempty"`
+	Kernel     string            `json:"kernel,omitempty"`
+	Hostname   string            `json:"hostname,omitempty"`
+	Interfaces []NetInterface    `json:"interfaces,omitempty"`
+	Packages   []Package         `json:"packages,omitempty"`
+	Attributes map[string]string `json:"attributes,omitempty"`
+}
+
+// NetInterface is one network interface.
+type NetInterface struct {
+	Name  string   `json:"name"`
+	MAC   string   `json:"mac,omitempty"`
+	Addrs []string `json:"addrs,omitempty"`
+}
+
+// Package is one installed package, as an SBOM component.
+type Package struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	Arch    string `json:"arch,omitempty"`
+	Source  string `json:"source"`
+	PURL    string `json:"purl,omitempty"`
+}
+
+// EventsRequest is the body of POST /events.
+type EventsRequest struct {
+	Events []Event `json:"events"`
+}
+
+// Event is one status or event report.
+type Event struct {
+	Kind    string            `json:"kind"`
+	Level   string            `json:"level,omitempty"`
+	Message string            `json:"message,omitempty"`
+	Data    map[string]string `json:"data,omitempty"`
+	At      time.Time         `json:"at,omitzero"`
+}
+
+// Error is the body of every 4xx and 5xx answer.
+type Error struct {
+	Error     string `json:"error"`
+	RequestID string `json:"request_id,omitempty"`
+}
