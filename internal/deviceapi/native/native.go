@@ -1,0 +1,294 @@
+// Package native serves Rampart's own device protocol, version 1 (wire format in
+// internal/nativeproto), on top of fleet.Service. It maps messages and errors; it makes no
+// admission decisions of its own.
+package native
+
+import (
+	"encoding/base64"
+	"errors"
+	"log/slog"
+	"maps"
+	"net/http"
+	"time"
+
+	"github.com/rampart-iot/rampart"
+	"github.com/rampart-iot/rampart/internal/deviceapi"
+	"github.com/rampart-iot/rampart/internal/fleet"
+	"github.com/rampart-iot/rampart/internal/jsonhttp"
+	"github.com/rampart-iot/rampart/internal/nativeproto"
+)
+
+// Handler serves the native device API.
+type Handler struct {
+	fleet *fleet.Service
+	log   *slog.Logger
+}
+
+// New returns a Handler.
+func New(f *fleet.Service, log *slog.Logger) *Handler {
+	return &Handler{fleet: f, log: log}
+}
+
+// Routes registers every route of the native device API on mux.
+func (h *Handler) Routes(mux *http.ServeMux) {
+	mux.Handle("POST "+nativeproto.PathChallenge, h.serve(h.challenge))
+	mux.Handle("POST "+nativeproto.PathEnroll, h.serve(h.enroll))
+	mux.Handle("POST "+nativeproto.PathAuth, h.serve(h.auth))
+	mux.Handle("POST "+nativeproto.PathCheckIn, h.authed(h.checkIn))
+	mux.Handle("PUT "+nativeproto.PathInventory, h.authed(h.inventory))
+	mux.Handle("POST "+nativeproto.PathEvents, h.authed(h.events))
+	mux.Handle("POST "+nativeproto.PathRotateKey, h.authed(h.rotateKey))
+}
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// serve is the one place this transport turns errors into responses.
+func (h *Handler) serve(fn handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		err := fn(w, r)
+		if err == nil {
+			return
+		}
+		status, msg := statusOf(err), err.Error()
+		if status >= 500 {
+			h.log.ErrorContext(r.Context(), "device request failed", "path", r.URL.Path, "device", deviceapi.Device(r.Context()), "err", err)
+			msg = "internal error"
+		} else {
+			h.log.DebugContext(r.Context(), "device request refused", "path", r.URL.Path, "status", status, "err", err)
+		}
+		if status == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="rampart-device"`)
+		}
+		jsonhttp.Write(w, status, nativeproto.Error{Error: msg, RequestID: jsonhttp.RequestID(r.Context())})
+	})
+}
+
+func statusOf(err error) int {
+	switch {
+	case errors.Is(err, rampart.ErrInvalid):
+		return http.StatusBadRequest
+	case errors.Is(err, jsonhttp.ErrUnsupportedType):
+		return http.StatusUnsupportedMediaType
+	case errors.Is(err, rampart.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, rampart.ErrUnauthorized):
+		return http.StatusUnauthorized
+	case errors.Is(err, rampart.ErrForbidden):
+		return http.StatusForbidden
+	case errors.Is(err, rampart.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, rampart.ErrConflict):
+		return http.StatusConflict
+	}
+	return http.StatusInternalServerError
+}
+
+// authed requires a valid device bearer token and puts the device in the context.
+func (h *Handler) authed(fn handlerFunc) http.Handler {
+	return h.serve(func(w http.ResponseWriter, r *http.Request) error {
+		tok, ok := deviceapi.BearerToken(r.Header.Get("Authorization"))
+		if !ok {
+			return errNoToken
+		}
+		id, err := h.fleet.VerifyToken(r.Context(), tok)
+		if err != nil {
+			return err
+		}
+		return fn(w, r.WithContext(deviceapi.WithDevice(r.Context(), id)))
+	})
+}
+
+var errNoToken error = &kindError{msg: "missing bearer token", kind: rampart.ErrUnauthorized}
+
+type kindError struct {
+	msg  string
+	kind error
+}
+
+func (e *kindError) Error() string { return e.msg }
+func (e *kindError) Unwrap() error { return e.kind }
+
+func signature(r *http.Request, header string) ([]byte, error) {
+	v := r.Header.Get(header)
+	if v == "" {
+		return nil, &kindError{msg: "missing " + header + " header", kind: rampart.ErrUnauthorized}
+	}
+	sig, err := base64.StdEncoding.DecodeString(v)
+	if err != nil {
+		return nil, &kindError{msg: header + " is not base64", kind: rampart.ErrUnauthorized}
+	}
+	return sig, nil
+}
+
+func (h *Handler) challenge(w http.ResponseWriter, r *http.Request) error {
+	c, exp, err := h.fleet.NewChallenge()
+	if err != nil {
+		return err
+	}
+	jsonhttp.Write(w, http.StatusOK, nativeproto.Challenge{Challenge: c, ExpiresAt: exp})
+	return nil
+}
+
+func (h *Handler) enroll(w http.ResponseWriter, r *http.Request) error {
+	body, err := jsonhttp.ReadBody(w, r, nativeproto.MaxSmallBody)
+	if err != nil {
+		return err
+	}
+	sig, err := signature(r, nativeproto.SignatureHeader)
+	if err != nil {
+		return err
+	}
+	var req nativeproto.EnrollRequest
+	if err := jsonhttp.Unmarshal(body, &req); err != nil {
+		return err
+	}
+	pub, err := fleet.ParsePublicKey(req.PublicKey)
+	if err != nil {
+		return err
+	}
+	a, err := h.fleet.Enroll(r.Context(), fleet.EnrollRequest{
+		Identity:    fleet.Identity{Serial: req.Identity.Serial, MAC: req.Identity.MAC, DeviceType: req.Identity.DeviceType, HWRevision: req.Identity.HWRevision},
+		PublicKey:   pub,
+		EnrollToken: req.EnrollmentToken,
+		Attributes:  req.Attributes,
+		Challenge:   req.Challenge,
+		Signed:      fleet.Signed{Body: body, Signature: sig},
+	})
+	if err != nil {
+		return err
+	}
+	writeAdmission(w, a)
+	return nil
+}
+
+func writeAdmission(w http.ResponseWriter, a *fleet.Admission) {
+	status := http.StatusOK
+	if a.Token == "" {
+		status = http.StatusAccepted // admitted later, by an operator
+	}
+	jsonhttp.Write(w, status, nativeproto.EnrollResponse{
+		DeviceID: a.Device.ID, Status: string(a.Device.Status), Token: a.Token, ExpiresAt: a.ExpiresAt,
+	})
+}
+
+func (h *Handler) auth(w http.ResponseWriter, r *http.Request) error {
+	body, err := jsonhttp.ReadBody(w, r, nativeproto.MaxSmallBody)
+	if err != nil {
+		return err
+	}
+	sig, err := signature(r, nativeproto.SignatureHeader)
+	if err != nil {
+		return err
+	}
+	var req nativeproto.AuthRequest
+	if err := jsonhttp.Unmarshal(body, &req); err != nil {
+		return err
+	}
+	a, err := h.fleet.Authenticate(r.Context(), fleet.AuthRequest{
+		DeviceID: req.DeviceID, Challenge: req.Challenge, Signed: fleet.Signed{Body: body, Signature: sig},
+	})
+	if err != nil {
+		return err
+	}
+	writeAdmission(w, a)
+	return nil
+}
+
+func (h *Handler) rotateKey(w http.ResponseWriter, r *http.Request) error {
+	body, err := jsonhttp.ReadBody(w, r, nativeproto.MaxSmallBody)
+	if err != nil {
+		return err
+	}
+	oldSig, err := signature(r, nativeproto.SignatureHeader)
+	if err != nil {
+		return err
+	}
+	newSig, err := signature(r, nativeproto.NewKeySignatureHeader)
+	if err != nil {
+		return err
+	}
+	var req nativeproto.RotateKeyRequest
+	if err := jsonhttp.Unmarshal(body, &req); err != nil {
+		return err
+	}
+	pub, err := fleet.ParsePublicKey(req.NewPublicKey)
+	if err != nil {
+		return err
+	}
+	a, err := h.fleet.RotateKey(r.Context(), deviceapi.Device(r.Context()), fleet.RotateKeyRequest{
+		NewKey: pub, Challenge: req.Challenge, Signed: fleet.Signed{Body: body, Signature: oldSig}, NewSignature: newSig,
+	})
+	if err != nil {
+		return err
+	}
+	jsonhttp.Write(w, http.StatusOK, nativeproto.AuthResponse{Token: a.Token, ExpiresAt: a.ExpiresAt})
+	return nil
+}
+
+func (h *Handler) checkIn(w http.ResponseWriter, r *http.Request) error {
+	var req nativeproto.CheckInRequest
+	if err := jsonhttp.Decode(w, r, nativeproto.MaxSmallBody, &req); err != nil {
+		return err
+	}
+	res, err := h.fleet.CheckIn(r.Context(), deviceapi.Device(r.Context()), fleet.CheckIn{
+		FirmwareVersion: req.FirmwareVersion, Attributes: req.Attributes, InventoryHash: req.InventoryHash,
+	})
+	if err != nil {
+		return err
+	}
+	out := nativeproto.CheckInResponse{
+		Action: "none", PollIntervalSec: int(res.PollInterval / time.Second),
+		InventoryWanted: res.InventoryWanted, Work: make([]nativeproto.Work, 0, len(res.Work)),
+	}
+	for _, wk := range res.Work {
+		out.Work = append(out.Work, nativeproto.Work{ID: wk.ID, Kind: wk.Kind, Release: wk.Release, Version: wk.Version})
+	}
+	if len(out.Work) > 0 {
+		out.Action = "work"
+	}
+	jsonhttp.Write(w, http.StatusOK, out)
+	return nil
+}
+
+func (h *Handler) inventory(w http.ResponseWriter, r *http.Request) error {
+	var req nativeproto.Inventory
+	if err := jsonhttp.Decode(w, r, nativeproto.MaxInventoryBody, &req); err != nil {
+		return err
+	}
+	inv := fleet.Inventory{
+		Hash: req.Hash, OS: req.OS, Kernel: req.Kernel, Hostname: req.Hostname,
+		Attributes: maps.Clone(req.Attributes),
+		Interfaces: make([]fleet.NetInterface, 0, len(req.Interfaces)),
+		Packages:   make([]fleet.Package, 0, len(req.Packages)),
+	}
+	for _, ni := range req.Interfaces {
+		inv.Interfaces = append(inv.Interfaces, fleet.NetInterface{Name: ni.Name, MAC: ni.MAC, Addrs: ni.Addrs})
+	}
+	for _, p := range req.Packages {
+		inv.Packages = append(inv.Packages, fleet.Package{Name: p.Name, Version: p.Version, Arch: p.Arch, Source: p.Source, PURL: p.PURL})
+	}
+	if err := h.fleet.UploadInventory(r.Context(), deviceapi.Device(r.Context()), inv); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (h *Handler) events(w http.ResponseWriter, r *http.Request) error {
+	var req nativeproto.EventsRequest
+	if err := jsonhttp.Decode(w, r, nativeproto.MaxSmallBody, &req); err != nil {
+		return err
+	}
+	if len(req.Events) > fleet.MaxEventsPerCall {
+		return &kindError{msg: "too many events in one report", kind: rampart.ErrTooLarge}
+	}
+	evs := make([]fleet.Event, 0, len(req.Events))
+	for _, e := range req.Events {
+		evs = append(evs, fleet.Event{Kind: e.Kind, Level: e.Level, Message: e.Message, Data: e.Data, At: e.At})
+	}
+	if err := h.fleet.ReportEvents(r.Context(), deviceapi.Device(r.Context()), evs); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
