@@ -38,6 +38,9 @@ func (h *Handler) Routes(mux *http.ServeMux) {
 	mux.Handle("PUT "+nativeproto.PathInventory, h.authed(h.inventory))
 	mux.Handle("POST "+nativeproto.PathEvents, h.authed(h.events))
 	mux.Handle("POST "+nativeproto.PathRotateKey, h.authed(h.rotateKey))
+	mux.Handle(nativeproto.Prefix+"/", h.serve(func(http.ResponseWriter, *http.Request) error {
+		return &kindError{msg: "no such device endpoint (or wrong method)", kind: rampart.ErrNotFound}
+	}))
 }
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error

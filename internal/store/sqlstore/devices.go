@@ -174,7 +174,7 @@ func (s *Store) insertTags(ctx context.Context, tx *sql.Tx, id string, tags []st
 }
 
 func (s *Store) deviceWhere(ctx context.Context, what, where string, args ...any) (*fleet.Device, error) {
-	row := s.db.QueryRowContext(ctx, s.q(`SELECT `+deviceColumns+` FROM devices d WHERE `+where), args...)
+	row := s.queryRow(ctx, `SELECT `+deviceColumns+` FROM devices d WHERE `+where, args...)
 	d, err := scanDevice(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("device %s: %w", what, rampart.ErrNotFound)

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rampart-iot/rampart/internal/access"
@@ -41,6 +42,9 @@ type Dialect struct {
 type Store struct {
 	db      *sql.DB
 	dialect Dialect
+	// stmts caches prepared statements of hot read queries (the device lookup of every
+	// check-in), keyed by their text, so the engine does not parse them on each call.
+	stmts sync.Map
 }
 
 // New returns a Store over db, whose schema must already be migrated. Store owns db from
@@ -54,6 +58,10 @@ func New(db *sql.DB, d Dialect) *Store {
 
 // Close closes the database.
 func (s *Store) Close() error {
+	s.stmts.Range(func(_, st any) bool {
+		_ = st.(*sql.Stmt).Close()
+		return true
+	})
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close %s store: %w", s.dialect.Name, err)
 	}
@@ -66,6 +74,23 @@ func (s *Store) Ping(ctx context.Context) error {
 		return fmt.Errorf("ping %s store: %w", s.dialect.Name, err)
 	}
 	return nil
+}
+
+// queryRow runs a hot single-row read through a cached prepared statement.
+func (s *Store) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	if st, ok := s.stmts.Load(query); ok {
+		return st.(*sql.Stmt).QueryRowContext(ctx, args...)
+	}
+	st, err := s.db.PrepareContext(ctx, s.q(query))
+	if err != nil {
+		// Let the unprepared path report the error in the caller's terms.
+		return s.db.QueryRowContext(ctx, s.q(query), args...)
+	}
+	if prev, loaded := s.stmts.LoadOrStore(query, st); loaded {
+		_ = st.Close()
+		st = prev.(*sql.Stmt)
+	}
+	return st.QueryRowContext(ctx, args...)
 }
 
 // querier is what *sql.DB and *sql.Tx have in common.
