@@ -252,10 +252,10 @@ func enrollOne(ctx context.Context, f *fleet.Service, enrollToken string, i int)
 
 const luaScript = `
 local tokens = {}
-for line in io.lines(os.getenv("TOKENS")) do tokens[#tokens + 1] = line end
 local i = 0
 local body = '{"firmware_version":"1.0.0"}'
 function init(args)
+  for line in io.lines(args[1]) do tokens[#tokens + 1] = line end
   i = math.random(#tokens)
 end
 function request()
@@ -275,8 +275,7 @@ var rpsRE = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
 
 // runWrk drives url and returns requests/s and this process's CPU µs per request.
 func runWrk(url, tokens, script string, dur time.Duration, conns int) (float64, float64, error) {
-	cmd := exec.Command("wrk", "-t2", "-c"+strconv.Itoa(conns), "-d"+strconv.Itoa(int(dur.Seconds()))+"s", "-s", script, url)
-	cmd.Env = append(os.Environ(), "TOKENS="+tokens)
+	cmd := exec.Command("wrk", "-t2", "-c"+strconv.Itoa(conns), "-d"+strconv.Itoa(int(dur.Seconds()))+"s", "-s", script, url, "--", tokens)
 	cpu0 := cpuTime()
 	out, err := cmd.CombinedOutput()
 	cpu := cpuTime() - cpu0
@@ -349,4 +348,3 @@ func joinF(xs []float64) string {
 	}
 	return strings.Join(parts, " / ")
 }
-
