@@ -192,15 +192,23 @@ func run(n int, dur time.Duration, conns, rounds int, pgDSN string) error {
 // enroll admits n devices through the real enrollment path and gives each one check-in,
 // returning their bearer tokens.
 func enroll(ctx context.Context, f *fleet.Service, _ *access.Service, n int) ([]string, error) {
-	_, secret, err := f.CreateEnrollToken(ctx, fleet.EnrollTokenSpec{Description: "bench", MaxUses: n, TTL: time.Hour})
-	if err != nil {
-		return nil, err
+	const workers = 16
+	// One enrollment token per worker: a single token's use counter is one row that every
+	// enrollment locks, which would serialize seeding on PostgreSQL.
+	secrets := make([]string, workers)
+	for w := range secrets {
+		_, secret, err := f.CreateEnrollToken(ctx, fleet.EnrollTokenSpec{Description: "bench", MaxUses: n, TTL: time.Hour})
+		if err != nil {
+			return nil, err
+		}
+		secrets[w] = secret
 	}
 	tokens := make([]string, n)
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errc := make(chan error, 16)
-	for range 16 {
+	for w := range workers {
+		secret := secrets[w]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

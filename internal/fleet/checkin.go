@@ -40,7 +40,14 @@ func (s *Service) CheckIn(ctx context.Context, deviceID string, in CheckIn) (*Ch
 	}
 	now := s.now()
 	c, ok := s.cache.get(deviceID, now)
-	if !ok || c.firmware != in.FirmwareVersion || len(in.Attributes) > 0 {
+	if !ok {
+		a, err := s.store.DeviceAuthState(ctx, deviceID)
+		if err != nil {
+			return nil, fmt.Errorf("check-in %s: %w", deviceID, err)
+		}
+		c = s.cache.putState(a, now)
+	}
+	if c.firmware != in.FirmwareVersion || len(in.Attributes) > 0 {
 		d, err := s.store.Device(ctx, deviceID)
 		if err != nil {
 			return nil, fmt.Errorf("check-in %s: %w", deviceID, err)

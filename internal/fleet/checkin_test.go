@@ -25,6 +25,11 @@ func (c *countingStore) Device(ctx context.Context, id string) (*fleet.Device, e
 	return c.Store.Device(ctx, id)
 }
 
+func (c *countingStore) DeviceAuthState(ctx context.Context, id string) (*fleet.AuthState, error) {
+	c.reads.Add(1)
+	return c.Store.DeviceAuthState(ctx, id)
+}
+
 func (c *countingStore) UpdateDevice(ctx context.Context, d *fleet.Device) error {
 	c.writes.Add(1)
 	return c.Store.UpdateDevice(ctx, d)

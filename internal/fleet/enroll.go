@@ -352,15 +352,14 @@ func (s *Service) VerifyToken(ctx context.Context, tok string) (string, error) {
 	now := s.now()
 	c, ok := s.cache.get(id, now)
 	if !ok {
-		d, err := s.store.Device(ctx, id)
+		a, err := s.store.DeviceAuthState(ctx, id)
 		if notFound(err) {
 			return "", fmt.Errorf("device token for unknown device: %w", rampart.ErrUnauthorized)
 		}
 		if err != nil {
 			return "", fmt.Errorf("verify device token: %w", err)
 		}
-		s.cache.put(d, now)
-		c, _ = s.cache.get(id, now)
+		c = s.cache.putState(a, now)
 	}
 	if c.status != StatusAccepted || c.revoked || c.generation != gen {
 		return "", fmt.Errorf("device token no longer valid, authenticate again: %w", rampart.ErrUnauthorized)

@@ -210,12 +210,19 @@ func (c *authCache) get(id string, now time.Time) (cachedDevice, bool) {
 }
 
 func (c *authCache) put(d *Device, now time.Time) {
-	c.mu.Lock()
-	c.m[d.ID] = cachedDevice{
-		status: d.Status, generation: d.AuthGeneration, revoked: d.KeyRevoked,
-		firmware: d.FirmwareVersion, invHash: d.InventoryHash, loadedAt: now,
+	c.putState(&AuthState{ID: d.ID, Status: d.Status, AuthGeneration: d.AuthGeneration, KeyRevoked: d.KeyRevoked,
+		FirmwareVersion: d.FirmwareVersion, InventoryHash: d.InventoryHash}, now)
+}
+
+func (c *authCache) putState(a *AuthState, now time.Time) cachedDevice {
+	e := cachedDevice{
+		status: a.Status, generation: a.AuthGeneration, revoked: a.KeyRevoked,
+		firmware: a.FirmwareVersion, invHash: a.InventoryHash, loadedAt: now,
 	}
+	c.mu.Lock()
+	c.m[a.ID] = e
 	c.mu.Unlock()
+	return e
 }
 
 func (c *authCache) forget(id string) {

@@ -14,6 +14,8 @@ type Store interface {
 	// revoked, expired at now, or used up; then nothing is written.
 	CreateDevice(ctx context.Context, d *Device, consumeToken string, now time.Time) error
 	Device(ctx context.Context, id string) (*Device, error)
+	// DeviceAuthState reads only what a check-in needs of a device: the hot path's one read.
+	DeviceAuthState(ctx context.Context, id string) (*AuthState, error)
 	DeviceByIdentity(ctx context.Context, deviceType, serial string) (*Device, error)
 	DeviceByKey(ctx context.Context, fingerprint string) (*Device, error)
 	// UpdateDevice writes every mutable field of d (not packages).
@@ -64,4 +66,14 @@ type DeviceQuery struct {
 	// After is the last ID of the previous page ("" for the first).
 	After string
 	Limit int
+}
+
+// AuthState is the part of a device its check-ins depend on.
+type AuthState struct {
+	ID              string
+	Status          Status
+	AuthGeneration  int64
+	KeyRevoked      bool
+	FirmwareVersion string
+	InventoryHash   string
 }

@@ -12,13 +12,26 @@ import (
 	"github.com/rampart-iot/rampart/internal/agent"
 	"github.com/rampart-iot/rampart/internal/api"
 	"github.com/rampart-iot/rampart/internal/cli"
+	"github.com/rampart-iot/rampart/internal/store/postgres/pgtest"
 )
 
 // TestEndToEnd starts the real server, runs the real agent code against it over HTTP, and
 // finds the device, with its inventory, in the CLI's JSON output.
 func TestEndToEnd(t *testing.T) {
 	t.Parallel()
-	ts := newTestServer(t)
+	t.Run("sqlite", func(t *testing.T) {
+		t.Parallel()
+		endToEnd(t, newTestServer(t))
+	})
+	t.Run("postgres", func(t *testing.T) {
+		t.Parallel()
+		cfg := testConfig(t)
+		cfg.Database = pgtest.NewSchema(t)
+		endToEnd(t, startServer(t, cfg))
+	})
+}
+
+func endToEnd(t *testing.T, ts *testServer) {
 	enrollTok := ts.enrollToken(t, 5, "acme-gw")
 	firmware := "1.4.2"
 	a, err := agent.New(agent.Options{

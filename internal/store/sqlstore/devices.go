@@ -190,6 +190,22 @@ func (s *Store) Device(ctx context.Context, id string) (*fleet.Device, error) {
 	return s.deviceWhere(ctx, id, `d.id = ?`, id)
 }
 
+// DeviceAuthState reads the few columns a check-in needs, through a prepared statement.
+func (s *Store) DeviceAuthState(ctx context.Context, id string) (*fleet.AuthState, error) {
+	a := &fleet.AuthState{ID: id}
+	var status string
+	err := s.queryRow(ctx, `SELECT status, auth_generation, key_revoked, firmware_version, inventory_hash FROM devices WHERE id = ?`, id).
+		Scan(&status, &a.AuthGeneration, &a.KeyRevoked, &a.FirmwareVersion, &a.InventoryHash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("device %s: %w", id, rampart.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read auth state of device %s: %w", id, err)
+	}
+	a.Status = fleet.Status(status)
+	return a, nil
+}
+
 // DeviceByIdentity returns the device with the given type and serial.
 func (s *Store) DeviceByIdentity(ctx context.Context, deviceType, serial string) (*fleet.Device, error) {
 	return s.deviceWhere(ctx, deviceType+"/"+serial, `d.device_type = ? AND d.serial = ?`, deviceType, serial)

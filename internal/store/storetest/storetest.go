@@ -28,6 +28,7 @@ func Run(t *testing.T, open func(t *testing.T) *sqlstore.Store) {
 	}{
 		{"DeviceRoundTrip", testDeviceRoundTrip},
 		{"NotFound", testNotFound},
+		{"DeviceAuthState", testDeviceAuthState},
 		{"DeviceConflicts", testDeviceConflicts},
 		{"UpdateDevice", testUpdateDevice},
 		{"TokenConsumption", testTokenConsumption},
@@ -110,3 +111,21 @@ func deviceIDs(ds []*fleet.Device) []string {
 func errorsIsNotFound(err error) bool { return errors.Is(err, rampart.ErrNotFound) }
 
 func errorsIsConflict(err error) bool { return errors.Is(err, rampart.ErrConflict) }
+
+func testDeviceAuthState(t *testing.T, s *sqlstore.Store) {
+	ctx := t.Context()
+	d := newTestDevice(1)
+	d.Status, d.AuthGeneration, d.KeyRevoked = fleet.StatusAccepted, 7, true
+	d.FirmwareVersion, d.InventoryHash = "2.1.0", "abc"
+	mustCreateDevice(t, s, d)
+	got, err := s.DeviceAuthState(ctx, d.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &fleet.AuthState{ID: d.ID, Status: fleet.StatusAccepted, AuthGeneration: 7, KeyRevoked: true, FirmwareVersion: "2.1.0", InventoryHash: "abc"}
+	if *got != *want {
+		t.Errorf("DeviceAuthState = %+v, want %+v", got, want)
+	}
+	_, err = s.DeviceAuthState(ctx, "dev_missing")
+	checkErr(t, "DeviceAuthState(missing)", err, rampart.ErrNotFound)
+}
