@@ -5,7 +5,6 @@ import (
 	"sync"
 	"testing"
 
-
 	"github.com/rampart-iot/rampart/internal/store/postgres"
 	"github.com/rampart-iot/rampart/internal/store/postgres/pgtest"
 	"github.com/rampart-iot/rampart/internal/store/sqlstore"
