@@ -16,8 +16,9 @@ import (
 	"io/fs"
 	"log/slog"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
 
@@ -49,10 +50,18 @@ func Open(ctx context.Context, dsn string, log *slog.Logger) (*sqlstore.Store, e
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	db, err := sql.Open("pgx", dsn)
+	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open postgres store: %w", err)
 	}
+	// Statements are prepared and cached per connection. A generic plan made while a table
+	// was small (a fresh install, or autovacuum off) would keep scanning it sequentially as it
+	// grows, so every execution is planned for its own arguments; for the point lookups
+	// Rampart runs that costs microseconds.
+	if _, set := cfg.RuntimeParams["plan_cache_mode"]; !set {
+		cfg.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
+	}
+	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(maxOpenConns)
 	db.SetMaxIdleConns(maxOpenConns / 2)
 	if err := migrate(ctx, db, log); err != nil {
