@@ -100,7 +100,7 @@ func run(n int, dur time.Duration, conns, rounds int, pgDSN string) error {
 	}
 	base := config.Server{
 		Data: filepath.Join(work, "sqlite"), LogLevel: "error", LogFormat: "text", Listen: "127.0.0.1:0",
-		PollInterval: 5 * time.Minute, DeviceTokenTTL: 24 * time.Hour, AuthCacheTTL: 10 * time.Second, SeenFlush: 2 * time.Second,
+		PollInterval: 5 * time.Minute, DeviceTokenTTL: 24 * time.Hour, AuthCacheTTL: 5 * time.Minute, SeenFlush: 2 * time.Second,
 	}
 	backends := []backend{{"SQLite", base}}
 	if pgDSN != "" {
@@ -115,7 +115,7 @@ func run(n int, dur time.Duration, conns, rounds int, pgDSN string) error {
 	}
 	tokenFiles := map[string]string{}
 	for _, b := range backends {
-		for _, ttl := range []time.Duration{10 * time.Second, time.Millisecond} {
+		for _, ttl := range []time.Duration{5 * time.Minute, time.Millisecond} {
 			cfg := b.cfg
 			cfg.AuthCacheTTL = ttl
 			srv, err := server.Open(ctx, cfg, log)
@@ -123,7 +123,7 @@ func run(n int, dur time.Duration, conns, rounds int, pgDSN string) error {
 				return fmt.Errorf("%s: %w", b.name, err)
 			}
 			defer srv.Close()
-			label := b.name + ", admission cached (10s, default)"
+			label := b.name + ", admission cached (5m, default)"
 			if ttl <= time.Millisecond {
 				label = b.name + ", admission cache 1ms: one store read per check-in"
 			}

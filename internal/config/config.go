@@ -58,7 +58,7 @@ func ServerFlags(fs *pflag.FlagSet) *Server {
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.DurationVar(&c.PollInterval, "poll-interval", 5*time.Minute, "check-in interval suggested to devices")
 	fs.DurationVar(&c.DeviceTokenTTL, "device-token-ttl", time.Hour, "lifetime of device bearer tokens")
-	fs.DurationVar(&c.AuthCacheTTL, "auth-cache-ttl", 10*time.Second, "how long a replica trusts cached device admission state")
+	fs.DurationVar(&c.AuthCacheTTL, "auth-cache-ttl", 5*time.Minute, "how long device admission state stays cached (other replicas' changes arrive through the change feed within a second)")
 	fs.DurationVar(&c.SeenFlush, "seen-flush", 2*time.Second, "how often buffered last-seen times are written")
 	return c
 }

@@ -41,10 +41,13 @@ type Options struct {
 	TokenTTL     time.Duration // device bearer token lifetime (default 1h)
 	ChallengeTTL time.Duration // how long a challenge may be answered (default 5m)
 	PollInterval time.Duration // suggested check-in interval (default 5m)
-	// AuthCacheTTL bounds how long a replica trusts its cached copy of a device's admission
-	// state. Changes made through this replica take effect at once; changes made through
-	// another replica take effect within this time (default 10s).
+	// AuthCacheTTL bounds how long a replica keeps its cached copy of a device's admission
+	// state (default 5m); idle devices drop out of memory after it. Changes made through
+	// this replica take effect at once, changes made through another replica when Run next
+	// polls the store's change feed (every ChangePoll, default 1s), and at the latest after
+	// AuthCacheTTL should the feed miss one (clocks skewed by more than changeOverlap).
 	AuthCacheTTL time.Duration
+	ChangePoll   time.Duration
 	// MaxPending caps devices waiting for approval, so unauthenticated enrollments cannot
 	// fill the store (default 10,000).
 	MaxPending int
@@ -59,8 +62,8 @@ type Service struct {
 	secret []byte
 	work   WorkSource
 
-	tokenTTL, challengeTTL, pollInterval time.Duration
-	maxPending                           int
+	tokenTTL, challengeTTL, pollInterval, changePoll time.Duration
+	maxPending                                       int
 
 	cache *authCache
 
@@ -93,13 +96,14 @@ func NewService(o Options) (*Service, error) {
 	def(&o.TokenTTL, time.Hour)
 	def(&o.ChallengeTTL, 5*time.Minute)
 	def(&o.PollInterval, 5*time.Minute)
-	def(&o.AuthCacheTTL, 10*time.Second)
+	def(&o.AuthCacheTTL, 5*time.Minute)
+	def(&o.ChangePoll, time.Second)
 	if o.MaxPending <= 0 {
 		o.MaxPending = 10000
 	}
 	return &Service{
 		store: o.Store, log: o.Log, now: o.Now, rand: o.Rand, secret: o.Secret, work: o.Work,
-		tokenTTL: o.TokenTTL, challengeTTL: o.ChallengeTTL, pollInterval: o.PollInterval,
+		tokenTTL: o.TokenTTL, challengeTTL: o.ChallengeTTL, pollInterval: o.PollInterval, changePoll: o.ChangePoll,
 		maxPending: o.MaxPending,
 		cache:      newAuthCache(o.AuthCacheTTL),
 		seen:       make(map[string]time.Time),
@@ -125,9 +129,15 @@ func (s *Service) Run(ctx context.Context, flushEvery time.Duration) {
 	}
 	t := time.NewTicker(flushEvery)
 	defer t.Stop()
+	changes := time.NewTicker(s.changePoll)
+	defer changes.Stop()
 	purge := 0
 	for {
 		select {
+		case <-changes.C:
+			if err := s.PollChanges(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("poll device changes", "err", err)
+			}
 		case <-ctx.Done():
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 			if err := s.FlushSeen(fctx); err != nil {
@@ -144,9 +154,29 @@ func (s *Service) Run(ctx context.Context, flushEvery time.Duration) {
 				if err := s.store.PurgeNonces(ctx, s.now().Add(-time.Minute)); err != nil && ctx.Err() == nil {
 					s.log.Warn("purge used challenges", "err", err)
 				}
+				if err := s.store.PurgeDeviceChanges(ctx, s.now().Add(-time.Hour)); err != nil && ctx.Err() == nil {
+					s.log.Warn("purge device changes", "err", err)
+				}
 			}
 		}
 	}
+}
+
+// changeOverlap is how far back each poll of the change feed looks: changes are stamped
+// with the writing replica's clock, so this covers clock skew between replicas.
+const changeOverlap = 30 * time.Second
+
+// PollChanges drops cached state of devices that changed recently, wherever the change was
+// made.
+func (s *Service) PollChanges(ctx context.Context) error {
+	ids, err := s.store.DeviceChangesSince(ctx, s.now().Add(-changeOverlap))
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		s.cache.forget(id)
+	}
+	return nil
 }
 
 // FlushSeen writes the buffered last-seen times to the store.

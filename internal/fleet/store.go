@@ -22,6 +22,10 @@ type Store interface {
 	UpdateDevice(ctx context.Context, d *Device) error
 	// ListDevices returns devices ordered by ID, after q.After, at most q.Limit of them.
 	ListDevices(ctx context.Context, q DeviceQuery) ([]*Device, error)
+	// DeviceChangesSince lists devices updated (UpdateDevice, SaveInventory) at or after
+	// since, by the UpdatedAt the update carried; PurgeDeviceChanges forgets older changes.
+	DeviceChangesSince(ctx context.Context, since time.Time) ([]string, error)
+	PurgeDeviceChanges(ctx context.Context, before time.Time) error
 	// TouchDevices sets last_seen for many devices at once; unknown IDs are ignored.
 	TouchDevices(ctx context.Context, seen map[string]time.Time) error
 	// SaveInventory writes d's inventory fields and replaces its package list, atomically.

@@ -42,7 +42,11 @@ func testConfig(t testing.TB) config.Server {
 
 func newTestServer(t testing.TB) *testServer {
 	t.Helper()
-	return startServer(t, testConfig(t))
+	ts := startServer(t, testConfig(t))
+	if ts.admin == "" {
+		t.Fatal("first start created no admin token")
+	}
+	return ts
 }
 
 func startServer(t testing.TB, cfg config.Server) *testServer {
@@ -55,9 +59,6 @@ func startServer(t testing.TB, cfg config.Server) *testServer {
 	srv, err := server.Open(ctx, cfg, log)
 	if err != nil {
 		t.Fatalf("server.Open: %v", err)
-	}
-	if srv.InitialToken == "" {
-		t.Fatal("first start created no admin token")
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

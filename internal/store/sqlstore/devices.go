@@ -246,7 +246,10 @@ func (s *Store) UpdateDevice(ctx context.Context, d *fleet.Device) error {
 		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM device_tags WHERE device_id = ?`), d.ID); err != nil {
 			return fmt.Errorf("clear tag index: %w", err)
 		}
-		return s.insertTags(ctx, tx, d.ID, d.Tags)
+		if err := s.insertTags(ctx, tx, d.ID, d.Tags); err != nil {
+			return err
+		}
+		return s.recordChange(ctx, tx, d)
 	})
 	if err != nil {
 		return fmt.Errorf("update device %s: %w", d.ID, err)
@@ -336,6 +339,44 @@ func (s *Store) TouchDevices(ctx context.Context, seen map[string]time.Time) err
 	})
 	if err != nil {
 		return fmt.Errorf("touch %d devices: %w", len(seen), err)
+	}
+	return nil
+}
+
+// recordChange appends to the change feed other replicas poll to drop cached device state.
+func (s *Store) recordChange(ctx context.Context, tx *sql.Tx, d *fleet.Device) error {
+	if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO device_changes (device_id, changed_at) VALUES (?, ?)`),
+		d.ID, unixNanos(d.UpdatedAt)); err != nil {
+		return fmt.Errorf("record change: %w", err)
+	}
+	return nil
+}
+
+// DeviceChangesSince returns the devices updated at or after since, each once.
+func (s *Store) DeviceChangesSince(ctx context.Context, since time.Time) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT DISTINCT device_id FROM device_changes WHERE changed_at >= ?`), unixNanos(since))
+	if err != nil {
+		return nil, fmt.Errorf("read device changes: %w", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("read device changes: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read device changes: %w", err)
+	}
+	return ids, nil
+}
+
+// PurgeDeviceChanges forgets changes made before before.
+func (s *Store) PurgeDeviceChanges(ctx context.Context, before time.Time) error {
+	if _, err := s.db.ExecContext(ctx, s.q(`DELETE FROM device_changes WHERE changed_at < ?`), unixNanos(before)); err != nil {
+		return fmt.Errorf("purge device changes: %w", err)
 	}
 	return nil
 }

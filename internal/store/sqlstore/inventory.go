@@ -54,7 +54,7 @@ func (s *Store) SaveInventory(ctx context.Context, d *fleet.Device, pkgs []fleet
 				return fmt.Errorf("insert packages %d to %d: %w", start, end, err)
 			}
 		}
-		return nil
+		return s.recordChange(ctx, tx, d)
 	})
 	if err != nil {
 		return fmt.Errorf("save inventory of %s: %w", d.ID, err)

@@ -11,6 +11,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -29,6 +30,7 @@ func Run(t *testing.T, open func(t *testing.T) *sqlstore.Store) {
 		{"DeviceRoundTrip", testDeviceRoundTrip},
 		{"NotFound", testNotFound},
 		{"DeviceAuthState", testDeviceAuthState},
+		{"DeviceChanges", testDeviceChanges},
 		{"DeviceConflicts", testDeviceConflicts},
 		{"UpdateDevice", testUpdateDevice},
 		{"TokenConsumption", testTokenConsumption},
@@ -128,4 +130,43 @@ func testDeviceAuthState(t *testing.T, s *sqlstore.Store) {
 	}
 	_, err = s.DeviceAuthState(ctx, "dev_missing")
 	checkErr(t, "DeviceAuthState(missing)", err, rampart.ErrNotFound)
+}
+
+func testDeviceChanges(t *testing.T, s *sqlstore.Store) {
+	ctx := t.Context()
+	a, b := newTestDevice(1), newTestDevice(2)
+	mustCreateDevice(t, s, a)
+	mustCreateDevice(t, s, b)
+	if ids, err := s.DeviceChangesSince(ctx, base.Add(-time.Hour)); err != nil || len(ids) != 0 {
+		t.Fatalf("changes before any update = %v, %v; want none (creation is not a change)", ids, err)
+	}
+	a.UpdatedAt = base.Add(time.Minute)
+	if err := s.UpdateDevice(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	a.UpdatedAt = base.Add(2 * time.Minute)
+	if err := s.UpdateDevice(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	b.UpdatedAt = base.Add(3 * time.Minute)
+	if err := s.SaveInventory(ctx, b, nil); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := s.DeviceChangesSince(ctx, base.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(ids)
+	if want := []string{a.ID, b.ID}; !slices.Equal(ids, want) {
+		t.Errorf("DeviceChangesSince = %v, want %v, each once", ids, want)
+	}
+	if ids, _ := s.DeviceChangesSince(ctx, base.Add(150*time.Second)); !slices.Equal(ids, []string{b.ID}) {
+		t.Errorf("DeviceChangesSince(later) = %v, want [%s]", ids, b.ID)
+	}
+	if err := s.PurgeDeviceChanges(ctx, base.Add(150*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if ids, _ := s.DeviceChangesSince(ctx, base); !slices.Equal(ids, []string{b.ID}) {
+		t.Errorf("after purge = %v, want [%s]", ids, b.ID)
+	}
 }
