@@ -41,10 +41,12 @@ func listPackages(t *testing.T) []listedPackage {
 }
 
 // domain packages hold the business rules and must not know transports or databases.
-var domain = []string{"fleet", "access", "filter", "release", "tuf", "rollout", "vuln", "detect", "audit", "notify"}
+var domain = []string{"fleet", "access", "filter", "release", "sbom", "tuf", "rollout", "vuln", "detect", "audit", "notify"}
 
 // adapters are the packages domain code must never import.
-var adapters = []string{"store", "api", "deviceapi", "server", "cli", "client", "web", "broker", "blob", "config", "jsonhttp"}
+// The blob and broker interface packages are allowed; their implementations are not.
+var adapters = []string{"store", "api", "deviceapi", "server", "cli", "client", "web", "broker/embedded", "broker/external",
+	"blob/localfs", "blob/s3", "config", "jsonhttp"}
 
 func isUnder(path, prefix string) bool { return path == prefix || strings.HasPrefix(path, prefix+"/") }
 

@@ -51,6 +51,7 @@ const (
 	ManageGroups     Permission = "groups.manage"
 	ManageEnrollment Permission = "enrollment.manage"
 	ManageTokens     Permission = "tokens.manage"
+	ManageReleases   Permission = "releases.manage" // create, upload, publish, withdraw
 )
 
 // matrix lists, per permission, the roles other than admin that hold it.
@@ -61,6 +62,7 @@ var matrix = map[Permission][]Role{
 	ManageGroups:     {Operator, Releaser},
 	ManageEnrollment: {Operator},
 	ManageTokens:     {},
+	ManageReleases:   {Releaser},
 }
 
 // Allowed reports whether role holds perm.

@@ -16,6 +16,7 @@ import (
 	"github.com/rampart-iot/rampart/internal/access"
 	"github.com/rampart-iot/rampart/internal/fleet"
 	"github.com/rampart-iot/rampart/internal/jsonhttp"
+	"github.com/rampart-iot/rampart/internal/release"
 )
 
 // Prefix is where the management API lives.
@@ -26,14 +27,15 @@ const maxBody = 1 << 20
 
 // Handler serves the management API.
 type Handler struct {
-	fleet  *fleet.Service
-	access *access.Service
-	log    *slog.Logger
+	fleet    *fleet.Service
+	access   *access.Service
+	releases *release.Service
+	log      *slog.Logger
 }
 
 // New returns a Handler.
-func New(f *fleet.Service, a *access.Service, log *slog.Logger) *Handler {
-	return &Handler{fleet: f, access: a, log: log}
+func New(f *fleet.Service, a *access.Service, rel *release.Service, log *slog.Logger) *Handler {
+	return &Handler{fleet: f, access: a, releases: rel, log: log}
 }
 
 // Route is one management endpoint and the permission it needs ("" = any valid token).
@@ -41,35 +43,45 @@ type Route struct {
 	Method, Path string
 	Perm         access.Permission
 	fn           func(w http.ResponseWriter, r *http.Request, p access.Principal) error
+	// Raw routes take a raw byte stream (artifact uploads) instead of a JSON body.
+	Raw bool
 }
 
 // Routes lists every management endpoint; tests walk it to prove each one checks roles.
 func (h *Handler) Routes() []Route {
 	return []Route{
-		{"GET", "/whoami", "", h.whoami},
-		{"GET", "/filter/fields", access.ReadFleet, h.filterFields},
-		{"GET", "/devices", access.ReadFleet, h.listDevices},
-		{"POST", "/devices/preauthorize", access.ManageDevices, h.preauthorize},
-		{"GET", "/devices/{id}", access.ReadFleet, h.getDevice},
-		{"GET", "/devices/{id}/packages", access.ReadFleet, h.devicePackages},
-		{"GET", "/devices/{id}/events", access.ReadFleet, h.deviceEvents},
-		{"POST", "/devices/{id}/accept", access.ManageDevices, h.setStatus(fleet.StatusAccepted)},
-		{"POST", "/devices/{id}/reject", access.ManageDevices, h.setStatus(fleet.StatusRejected)},
-		{"POST", "/devices/{id}/decommission", access.RetireDevices, h.setStatus(fleet.StatusDecommissioned)},
-		{"POST", "/devices/{id}/revoke-key", access.RetireDevices, h.revokeKey},
-		{"POST", "/devices/{id}/tags", access.ManageDevices, h.tagDevice},
-		{"GET", "/groups", access.ReadFleet, h.listGroups},
-		{"POST", "/groups", access.ManageGroups, h.createGroup},
-		{"GET", "/groups/{name}", access.ReadFleet, h.getGroup},
-		{"DELETE", "/groups/{name}", access.ManageGroups, h.deleteGroup},
-		{"POST", "/groups/{name}/members", access.ManageGroups, h.changeMembers},
-		{"GET", "/groups/{name}/devices", access.ReadFleet, h.groupDevices},
-		{"GET", "/enroll-tokens", access.ManageEnrollment, h.listEnrollTokens},
-		{"POST", "/enroll-tokens", access.ManageEnrollment, h.createEnrollToken},
-		{"DELETE", "/enroll-tokens/{id}", access.ManageEnrollment, h.revokeEnrollToken},
-		{"GET", "/tokens", access.ManageTokens, h.listTokens},
-		{"POST", "/tokens", access.ManageTokens, h.createToken},
-		{"DELETE", "/tokens/{id}", access.ManageTokens, h.revokeToken},
+		{"GET", "/whoami", "", h.whoami, false},
+		{"GET", "/filter/fields", access.ReadFleet, h.filterFields, false},
+		{"GET", "/devices", access.ReadFleet, h.listDevices, false},
+		{"POST", "/devices/preauthorize", access.ManageDevices, h.preauthorize, false},
+		{"GET", "/devices/{id}", access.ReadFleet, h.getDevice, false},
+		{"GET", "/devices/{id}/packages", access.ReadFleet, h.devicePackages, false},
+		{"GET", "/devices/{id}/events", access.ReadFleet, h.deviceEvents, false},
+		{"POST", "/devices/{id}/accept", access.ManageDevices, h.setStatus(fleet.StatusAccepted), false},
+		{"POST", "/devices/{id}/reject", access.ManageDevices, h.setStatus(fleet.StatusRejected), false},
+		{"POST", "/devices/{id}/decommission", access.RetireDevices, h.setStatus(fleet.StatusDecommissioned), false},
+		{"POST", "/devices/{id}/revoke-key", access.RetireDevices, h.revokeKey, false},
+		{"POST", "/devices/{id}/tags", access.ManageDevices, h.tagDevice, false},
+		{"GET", "/groups", access.ReadFleet, h.listGroups, false},
+		{"POST", "/groups", access.ManageGroups, h.createGroup, false},
+		{"GET", "/groups/{name}", access.ReadFleet, h.getGroup, false},
+		{"DELETE", "/groups/{name}", access.ManageGroups, h.deleteGroup, false},
+		{"POST", "/groups/{name}/members", access.ManageGroups, h.changeMembers, false},
+		{"GET", "/groups/{name}/devices", access.ReadFleet, h.groupDevices, false},
+		{"GET", "/enroll-tokens", access.ManageEnrollment, h.listEnrollTokens, false},
+		{"POST", "/enroll-tokens", access.ManageEnrollment, h.createEnrollToken, false},
+		{"DELETE", "/enroll-tokens/{id}", access.ManageEnrollment, h.revokeEnrollToken, false},
+		{"GET", "/tokens", access.ManageTokens, h.listTokens, false},
+		{"POST", "/tokens", access.ManageTokens, h.createToken, false},
+		{"DELETE", "/tokens/{id}", access.ManageTokens, h.revokeToken, false},
+		{"GET", "/releases", access.ReadFleet, h.listReleases, false},
+		{"POST", "/releases", access.ManageReleases, h.createRelease, false},
+		{"GET", "/releases/{id}", access.ReadFleet, h.getRelease, false},
+		{Method: "PUT", Path: "/releases/{id}/artifacts/{name}", Perm: access.ManageReleases, fn: h.uploadArtifact, Raw: true},
+		{"PUT", "/releases/{id}/sbom", access.ManageReleases, h.attachSBOM, false},
+		{"GET", "/releases/{id}/components", access.ReadFleet, h.releaseComponents, false},
+		{"POST", "/releases/{id}/publish", access.ManageReleases, h.publishRelease, false},
+		{"POST", "/releases/{id}/withdraw", access.ManageReleases, h.withdrawRelease, false},
 	}
 }
 
@@ -127,7 +139,7 @@ func (h *Handler) call(w http.ResponseWriter, r *http.Request, rt Route) error {
 			return err
 		}
 	}
-	if r.Method != http.MethodGet && r.Method != http.MethodDelete && r.ContentLength != 0 {
+	if !rt.Raw && r.Method != http.MethodGet && r.Method != http.MethodDelete && r.ContentLength != 0 {
 		// Form posts are refused outright so a browser can never drive the API cross-site.
 		if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
 			return &kindError{"content type must be application/json", jsonhttp.ErrUnsupportedType}

@@ -11,7 +11,7 @@ import (
 // management API: device, group, enroll-token and token. Each group carries the shared
 // connection and output flags (--server, --token, --config, -o).
 func addFleetCommands(root *cobra.Command, e *env) {
-	root.AddCommand(newDeviceCmd(e), newGroupCmd(e), newEnrollTokenCmd(e), newTokenCmd(e))
+	root.AddCommand(newDeviceCmd(e), newGroupCmd(e), newEnrollTokenCmd(e), newTokenCmd(e), newReleaseCmd(e))
 }
 
 // newCommandGroup returns a command group. Run without a subcommand it prints its help; with an

@@ -100,11 +100,16 @@ func (c *Client) call(ctx context.Context, op, method, path string, query url.Va
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	return c.send(req, op, c.hc, out)
+}
+
+// send performs req and decodes the answer into out.
+func (c *Client) send(req *http.Request, op string, hc *http.Client, out any) error {
 	req.Header.Set("Accept", "application/json")
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	resp, err := c.hc.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}

@@ -49,12 +49,7 @@ func endToEnd(t *testing.T, ts *testServer) {
 		t.Fatalf("first agent step: %v", err)
 	}
 
-	runCLI := func(args ...string) (int, string, string) {
-		var out, errb bytes.Buffer
-		env := map[string]string{"RAMPART_SERVER": ts.URL, "RAMPART_TOKEN": ts.admin, "HOME": t.TempDir()}
-		code := cli.Run(context.Background(), args, func(k string) string { return env[k] }, strings.NewReader(""), &out, &errb)
-		return code, out.String(), errb.String()
-	}
+	runCLI := func(args ...string) (int, string, string) { return runCLI(t, ts, args...) }
 	code, out, errOut := runCLI("device", "ls", "-o", "json")
 	if code != 0 {
 		t.Fatalf("rampart device ls = %d: %s", code, errOut)
@@ -155,4 +150,13 @@ func TestAgentSurvivesOutage(t *testing.T) {
 	if a3.DeviceID() != id || len(ts.devices(t)) != 1 {
 		t.Errorf("after restart: device %q, %d devices; want %q and 1", a3.DeviceID(), len(ts.devices(t)), id)
 	}
+}
+
+// runCLI runs the rampart command line against ts as its admin.
+func runCLI(t *testing.T, ts *testServer, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	env := map[string]string{"RAMPART_SERVER": ts.URL, "RAMPART_TOKEN": ts.admin, "HOME": t.TempDir()}
+	code := cli.Run(context.Background(), args, func(k string) string { return env[k] }, strings.NewReader(""), &out, &errb)
+	return code, out.String(), errb.String()
 }

@@ -29,7 +29,11 @@ type testServer struct {
 	*server.Server
 	URL   string
 	admin string
+	data  string
 }
+
+// DataDir is the server's data directory.
+func (ts *testServer) DataDir() string { return ts.data }
 
 func testConfig(t testing.TB) config.Server {
 	t.Helper()
@@ -75,7 +79,7 @@ func startServer(t testing.TB, cfg config.Server) *testServer {
 			t.Errorf("Close: %v", err)
 		}
 	})
-	return &testServer{Server: srv, URL: "http://" + ln.Addr().String(), admin: string(srv.InitialToken)}
+	return &testServer{Server: srv, URL: "http://" + ln.Addr().String(), admin: string(srv.InitialToken), data: cfg.Data}
 }
 
 // do sends a request and returns the status and body.
@@ -281,3 +285,5 @@ func writeFakeRoot(t testing.TB) string {
 	}
 	return root
 }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -22,10 +23,13 @@ import (
 
 	"github.com/rampart-iot/rampart/internal/access"
 	"github.com/rampart-iot/rampart/internal/api"
+	"github.com/rampart-iot/rampart/internal/blob"
+	"github.com/rampart-iot/rampart/internal/blob/localfs"
 	"github.com/rampart-iot/rampart/internal/config"
 	"github.com/rampart-iot/rampart/internal/deviceapi/native"
 	"github.com/rampart-iot/rampart/internal/fleet"
 	"github.com/rampart-iot/rampart/internal/jsonhttp"
+	"github.com/rampart-iot/rampart/internal/release"
 	"github.com/rampart-iot/rampart/internal/store/postgres"
 	"github.com/rampart-iot/rampart/internal/store/sqlite"
 	"github.com/rampart-iot/rampart/internal/store/sqlstore"
@@ -33,11 +37,13 @@ import (
 
 // Server is a running Rampart server's parts.
 type Server struct {
-	cfg    config.Server
-	log    *slog.Logger
-	store  *sqlstore.Store
-	Fleet  *fleet.Service
-	Access *access.Service
+	cfg      config.Server
+	log      *slog.Logger
+	store    *sqlstore.Store
+	Fleet    *fleet.Service
+	Access   *access.Service
+	Releases *release.Service
+	blobs    blob.Store
 	// InitialToken is the admin API token created on first start ("" on later starts).
 	InitialToken access.Secret
 
@@ -95,7 +101,18 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, st *sqlstor
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, store: st, Fleet: fl, Access: ac, InitialToken: initial}
+	blobs, err := localfs.Open(filepath.Join(cfg.Data, "artifacts"))
+	if err != nil {
+		return nil, fmt.Errorf("artifact store: %w", err)
+	}
+	// Uploads a crash cut short leave partial files; none can still be in progress now.
+	if n, err := blobs.Sweep(ctx, time.Now()); err != nil {
+		return nil, fmt.Errorf("artifact store: sweep unfinished uploads: %w", err)
+	} else if n > 0 {
+		log.Warn("removed unfinished artifact uploads", "count", n)
+	}
+	rel := release.NewService(release.Options{Store: st, Blobs: blobs, Log: log.With("component", "release")})
+	s := &Server{cfg: cfg, log: log, store: st, Fleet: fl, Access: ac, Releases: rel, blobs: blobs, InitialToken: initial}
 	s.handler = s.routes()
 
 	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -138,7 +155,7 @@ func (s *Server) routes() http.Handler {
 		jsonhttp.Write(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	api.New(s.Fleet, s.Access, s.log.With("component", "api")).Register(mux)
+	api.New(s.Fleet, s.Access, s.Releases, s.log.With("component", "api")).Register(mux)
 	native.New(s.Fleet, s.log.With("component", "deviceapi")).Routes(mux)
 
 	return jsonhttp.WithRequestID(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

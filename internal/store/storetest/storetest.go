@@ -31,6 +31,7 @@ func Run(t *testing.T, open func(t *testing.T) *sqlstore.Store) {
 		{"NotFound", testNotFound},
 		{"DeviceAuthState", testDeviceAuthState},
 		{"DeviceChanges", testDeviceChanges},
+		{"Releases", testReleases},
 		{"DeviceConflicts", testDeviceConflicts},
 		{"UpdateDevice", testUpdateDevice},
 		{"TokenConsumption", testTokenConsumption},
