@@ -20,6 +20,8 @@ const (
 	PathInventory = Prefix + "/inventory"
 	PathEvents    = Prefix + "/events"
 	PathRotateKey = Prefix + "/keys/rotate"
+	// PathArtifacts + digest + "?grant=..." downloads an artifact the device was granted.
+	PathArtifacts = Prefix + "/artifacts/"
 )
 
 // Headers carrying Ed25519 signatures over the exact request body.

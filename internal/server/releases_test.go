@@ -6,9 +6,12 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/rampart-iot/rampart/internal/api"
+	"github.com/rampart-iot/rampart/internal/nativeproto"
 )
 
 func TestReleaseLifecycle(t *testing.T) {
@@ -127,5 +130,58 @@ func TestReleaseCLI(t *testing.T) {
 	}
 	if code, _, errOut := runCLI(t, ts, "release", "upload", rel.ID, image); code == 0 || errOut == "" {
 		t.Errorf("upload to a published release succeeded (%d)", code)
+	}
+}
+
+// TestArtifactDownload: a device downloads an artifact it was granted, resuming with Range
+// and revalidating with If-None-Match; another device with the same URL gets 403.
+func TestArtifactDownload(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	tok := ts.enrollToken(t, 2, "")
+	a, b := newFakeDevice(t, "DL-A"), newFakeDevice(t, "DL-B")
+	a.enroll(t, ts, tok)
+	b.enroll(t, ts, tok)
+	var rel api.Release
+	ts.mgmt(t, "POST", "/releases", api.ReleaseRequest{Name: "fw", Version: "1.0", DeviceTypes: []string{a.typ}}, &rel)
+	image := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+	code, body := ts.do(t, "PUT", api.Prefix+"/releases/"+rel.ID+"/artifacts/fw.img?role=full", ts.admin, "application/octet-stream", image)
+	if code != 201 {
+		t.Fatalf("upload = %d %s", code, body)
+	}
+	var art api.Artifact
+	if err := jsonUnmarshal(body, &art); err != nil {
+		t.Fatal(err)
+	}
+	url := nativeproto.PathArtifacts + art.SHA256 + "?grant="
+	grant := ts.Grants.Issue(a.id, art.SHA256, time.Minute)
+
+	code, got := ts.do(t, "GET", url+grant, a.token, "", nil, "Range", "bytes=1000-")
+	if code != 206 || !bytes.Equal(got, image[1000:]) {
+		t.Errorf("ranged download = %d, %d bytes; want 206 and the rest of the image", code, len(got))
+	}
+	if code, _ := ts.do(t, "GET", url+grant, a.token, "", nil, "If-None-Match", `"`+art.SHA256+`"`); code != 304 {
+		t.Errorf("conditional download = %d, want 304", code)
+	}
+	if code, got := ts.do(t, "GET", url+grant, a.token, "", nil); code != 200 || !bytes.Equal(got, image) {
+		t.Errorf("full download = %d, %d bytes", code, len(got))
+	}
+	for name, tc := range map[string]struct {
+		grant, token string
+		want         int
+	}{
+		"another device's grant": {grant, b.token, 403},
+		"no grant":               {"", a.token, 403},
+		"tampered grant":         {grant[:len(grant)-2] + "xx", a.token, 403},
+		"expired grant":          {ts.Grants.Issue(a.id, art.SHA256, -time.Second), a.token, 403},
+		"grant for another blob": {ts.Grants.Issue(a.id, strings.Repeat("0", 64), time.Minute), a.token, 403},
+		"no device token":        {grant, "", 401},
+	} {
+		if code, _ := ts.do(t, "GET", url+tc.grant, tc.token, "", nil); code != tc.want {
+			t.Errorf("%s: download = %d, want %d", name, code, tc.want)
+		}
+	}
+	if code, _ := ts.do(t, "GET", nativeproto.PathArtifacts+"..%2F..%2Fetc?grant="+grant, a.token, "", nil); code < 400 || code >= 500 {
+		t.Errorf("path traversal digest = %d, want a 4xx", code)
 	}
 }

@@ -43,7 +43,9 @@ type Server struct {
 	Fleet    *fleet.Service
 	Access   *access.Service
 	Releases *release.Service
-	blobs    blob.Store
+	// Grants issues download grants (deployments hand them to devices with their work).
+	Grants *release.Grants
+	blobs  blob.Store
 	// InitialToken is the admin API token created on first start ("" on later starts).
 	InitialToken access.Secret
 
@@ -112,7 +114,16 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, st *sqlstor
 		log.Warn("removed unfinished artifact uploads", "count", n)
 	}
 	rel := release.NewService(release.Options{Store: st, Blobs: blobs, Log: log.With("component", "release")})
-	s := &Server{cfg: cfg, log: log, store: st, Fleet: fl, Access: ac, Releases: rel, blobs: blobs, InitialToken: initial}
+	grantCandidate := make([]byte, 32)
+	if _, err := rand.Read(grantCandidate); err != nil {
+		return nil, fmt.Errorf("download grant secret: %w", err)
+	}
+	grantSecret, err := st.Secret(ctx, "download-grant-hmac", grantCandidate)
+	if err != nil {
+		return nil, fmt.Errorf("download grant secret: %w", err)
+	}
+	s := &Server{cfg: cfg, log: log, store: st, Fleet: fl, Access: ac, Releases: rel, blobs: blobs,
+		Grants: release.NewGrants(grantSecret, nil), InitialToken: initial}
 	s.handler = s.routes()
 
 	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -156,7 +167,7 @@ func (s *Server) routes() http.Handler {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	api.New(s.Fleet, s.Access, s.Releases, s.log.With("component", "api")).Register(mux)
-	native.New(s.Fleet, s.log.With("component", "deviceapi")).Routes(mux)
+	native.New(native.Options{Fleet: s.Fleet, Releases: s.Releases, Grants: s.Grants, Log: s.log.With("component", "deviceapi")}).Routes(mux)
 
 	return jsonhttp.WithRequestID(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()

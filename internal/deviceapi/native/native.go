@@ -16,17 +16,28 @@ import (
 	"github.com/rampart-iot/rampart/internal/fleet"
 	"github.com/rampart-iot/rampart/internal/jsonhttp"
 	"github.com/rampart-iot/rampart/internal/nativeproto"
+	"github.com/rampart-iot/rampart/internal/release"
 )
 
 // Handler serves the native device API.
 type Handler struct {
-	fleet *fleet.Service
-	log   *slog.Logger
+	fleet    *fleet.Service
+	releases *release.Service
+	grants   *release.Grants
+	log      *slog.Logger
+}
+
+// Options configures a Handler; Releases and Grants may be nil (no artifact downloads).
+type Options struct {
+	Fleet    *fleet.Service
+	Releases *release.Service
+	Grants   *release.Grants
+	Log      *slog.Logger
 }
 
 // New returns a Handler.
-func New(f *fleet.Service, log *slog.Logger) *Handler {
-	return &Handler{fleet: f, log: log}
+func New(o Options) *Handler {
+	return &Handler{fleet: o.Fleet, releases: o.Releases, grants: o.Grants, log: o.Log}
 }
 
 // Routes registers every route of the native device API on mux.
@@ -38,6 +49,7 @@ func (h *Handler) Routes(mux *http.ServeMux) {
 	mux.Handle("PUT "+nativeproto.PathInventory, h.authed(h.inventory))
 	mux.Handle("POST "+nativeproto.PathEvents, h.authed(h.events))
 	mux.Handle("POST "+nativeproto.PathRotateKey, h.authed(h.rotateKey))
+	mux.Handle("GET "+nativeproto.PathArtifacts+"{digest}", h.authed(h.download))
 	mux.Handle(nativeproto.Prefix+"/", h.serve(func(http.ResponseWriter, *http.Request) error {
 		return &kindError{msg: "no such device endpoint (or wrong method)", kind: rampart.ErrNotFound}
 	}))
@@ -293,5 +305,29 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// download serves a granted artifact with Range and conditional requests (http.ServeContent),
+// so an interrupted download resumes; with a blob store that pre-signs URLs it redirects there.
+func (h *Handler) download(w http.ResponseWriter, r *http.Request) error {
+	if h.releases == nil {
+		return &kindError{msg: "artifact downloads are not enabled", kind: rampart.ErrNotFound}
+	}
+	digest := r.PathValue("digest")
+	dl, err := h.releases.OpenForDevice(r.Context(), h.grants, deviceapi.Device(r.Context()), digest, r.URL.Query().Get("grant"))
+	if err != nil {
+		return err
+	}
+	if dl.Redirect != "" {
+		http.Redirect(w, r, dl.Redirect, http.StatusFound)
+		return nil
+	}
+	defer dl.Object.Close()
+	info := dl.Object.Info()
+	w.Header().Set("ETag", `"`+info.Digest+`"`)
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Cache-Control", "private, max-age=0")
+	http.ServeContent(w, r, "", info.ModTime, dl.Object)
 	return nil
 }

@@ -37,7 +37,7 @@ func newTestHandler(t testing.TB) (http.Handler, ed25519.PrivateKey, string) {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	native.New(f, log).Routes(mux)
+	native.New(native.Options{Fleet: f, Log: log}).Routes(mux)
 	h := jsonhttp.WithRequestID(mux)
 
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
