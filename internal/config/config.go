@@ -40,6 +40,15 @@ type Server struct {
 	LogLevel  string
 	LogFormat string
 
+	// S3Endpoint, when set, stores artifacts in an S3-compatible bucket instead of Data.
+	S3Endpoint  string
+	S3Bucket    string
+	S3AccessKey string
+	S3SecretKey string
+	S3Region    string
+	S3Prefix    string
+	S3TLS       bool
+
 	PollInterval   time.Duration
 	DeviceTokenTTL time.Duration
 	AuthCacheTTL   time.Duration
@@ -56,6 +65,13 @@ func ServerFlags(fs *pflag.FlagSet) *Server {
 	fs.StringVar(&c.Listen, "listen", DefaultListen, "HTTP listen address (use :7780 to serve other hosts)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&c.S3Endpoint, "s3-endpoint", "", "S3-compatible endpoint host:port for artifacts (empty: the data directory)")
+	fs.StringVar(&c.S3Bucket, "s3-bucket", "rampart-artifacts", "S3 bucket for artifacts (created if missing)")
+	fs.StringVar(&c.S3AccessKey, "s3-access-key", "", "S3 access key")
+	fs.StringVar(&c.S3SecretKey, "s3-secret-key", "", "S3 secret key (prefer RAMPART_S3_SECRET_KEY or the config file)")
+	fs.StringVar(&c.S3Region, "s3-region", "", "S3 region (empty: ask the server)")
+	fs.StringVar(&c.S3Prefix, "s3-prefix", "", "key prefix for everything Rampart writes to the bucket")
+	fs.BoolVar(&c.S3TLS, "s3-tls", true, "use HTTPS to reach the S3 endpoint")
 	fs.DurationVar(&c.PollInterval, "poll-interval", 5*time.Minute, "check-in interval suggested to devices")
 	fs.DurationVar(&c.DeviceTokenTTL, "device-token-ttl", time.Hour, "lifetime of device bearer tokens")
 	fs.DurationVar(&c.AuthCacheTTL, "auth-cache-ttl", 5*time.Minute, "how long device admission state stays cached (other replicas' changes arrive through the change feed within a second)")

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rampart-iot/rampart/internal/api"
+	"github.com/rampart-iot/rampart/internal/blob/s3/s3test"
 	"github.com/rampart-iot/rampart/internal/nativeproto"
 )
 
@@ -183,5 +186,52 @@ func TestArtifactDownload(t *testing.T) {
 	}
 	if code, _ := ts.do(t, "GET", nativeproto.PathArtifacts+"..%2F..%2Fetc?grant="+grant, a.token, "", nil); code < 400 || code >= 500 {
 		t.Errorf("path traversal digest = %d, want a 4xx", code)
+	}
+}
+
+// TestArtifactsOnS3 runs the server with artifacts in a real S3 server (versitygw): an
+// upload lands in the bucket, and a granted device is redirected to a pre-signed URL that
+// serves Range requests without the bytes passing through Rampart.
+func TestArtifactsOnS3(t *testing.T) {
+	t.Parallel()
+	o := s3test.Start(t).Options()
+	cfg := testConfig(t)
+	cfg.S3Endpoint, cfg.S3Bucket, cfg.S3AccessKey, cfg.S3SecretKey, cfg.S3Prefix, cfg.S3TLS = o.Endpoint, o.Bucket, o.AccessKey, o.SecretKey, o.Prefix, false
+	ts := startServer(t, cfg)
+	d := newFakeDevice(t, "S3-1")
+	d.enroll(t, ts, ts.enrollToken(t, 1, ""))
+	var rel api.Release
+	ts.mgmt(t, "POST", "/releases", api.ReleaseRequest{Name: "fw", Version: "1.0", DeviceTypes: []string{d.typ}}, &rel)
+	image := bytes.Repeat([]byte("s3-firmware-"), 100000)
+	code, body := ts.do(t, "PUT", api.Prefix+"/releases/"+rel.ID+"/artifacts/fw.img?role=full", ts.admin, "application/octet-stream", image)
+	if code != 201 {
+		t.Fatalf("upload to S3 = %d %s", code, body)
+	}
+	var art api.Artifact
+	if err := jsonUnmarshal(body, &art); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", ts.URL+nativeproto.PathArtifacts+art.SHA256+"?grant="+ts.Grants.Issue(d.id, art.SHA256, time.Minute), nil)
+	req.Header.Set("Authorization", "Bearer "+d.token)
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != 302 || loc == "" {
+		t.Fatalf("download with S3 = %d, Location %q; want a redirect to a pre-signed URL", resp.StatusCode, loc)
+	}
+	req, _ = http.NewRequest("GET", loc, nil)
+	req.Header.Set("Range", "bytes=5-")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 206 || !bytes.Equal(got, image[5:]) {
+		t.Errorf("pre-signed ranged GET = %d, %d bytes", resp.StatusCode, len(got))
 	}
 }

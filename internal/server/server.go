@@ -25,6 +25,7 @@ import (
 	"github.com/rampart-iot/rampart/internal/api"
 	"github.com/rampart-iot/rampart/internal/blob"
 	"github.com/rampart-iot/rampart/internal/blob/localfs"
+	"github.com/rampart-iot/rampart/internal/blob/s3"
 	"github.com/rampart-iot/rampart/internal/config"
 	"github.com/rampart-iot/rampart/internal/deviceapi/native"
 	"github.com/rampart-iot/rampart/internal/fleet"
@@ -103,12 +104,12 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, st *sqlstor
 	if err != nil {
 		return nil, err
 	}
-	blobs, err := localfs.Open(filepath.Join(cfg.Data, "artifacts"))
+	blobs, sweepBefore, err := openBlobs(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("artifact store: %w", err)
 	}
-	// Uploads a crash cut short leave partial files; none can still be in progress now.
-	if n, err := blobs.Sweep(ctx, time.Now()); err != nil {
+	// Uploads a crash cut short leave partial files or objects.
+	if n, err := blobs.Sweep(ctx, sweepBefore); err != nil {
 		return nil, fmt.Errorf("artifact store: sweep unfinished uploads: %w", err)
 	} else if n > 0 {
 		log.Warn("removed unfinished artifact uploads", "count", n)
@@ -134,6 +135,21 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, st *sqlstor
 		fl.Run(bgCtx, cfg.SeenFlush)
 	}()
 	return s, nil
+}
+
+// openBlobs opens the configured artifact store and says which unfinished uploads are
+// certainly dead: all of them in a private folder, those older than a day in a bucket that
+// other replicas may be writing to.
+func openBlobs(ctx context.Context, cfg config.Server) (blob.Store, time.Time, error) {
+	if cfg.S3Endpoint == "" {
+		st, err := localfs.Open(filepath.Join(cfg.Data, "artifacts"))
+		return st, time.Now(), err
+	}
+	st, err := s3.Open(ctx, s3.Options{
+		Endpoint: cfg.S3Endpoint, Bucket: cfg.S3Bucket, AccessKey: cfg.S3AccessKey, SecretKey: cfg.S3SecretKey,
+		UseSSL: cfg.S3TLS, Region: cfg.S3Region, Prefix: cfg.S3Prefix,
+	})
+	return st, time.Now().Add(-24 * time.Hour), err
 }
 
 // Handler is the server's whole HTTP surface.
