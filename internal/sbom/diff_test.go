@@ -166,10 +166,14 @@ func TestDiffProperties(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	parsed := map[string][]Component{}
+	for _, f := range files {
+		parsed[f] = mustParseFile(t, f).Components
+	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, a := range files {
 		for _, b := range files {
-			old, new := mustParseFile(t, a).Components, mustParseFile(t, b).Components
+			old, new := parsed[a], parsed[b]
 			got := Diff(old, new)
 
 			shuffled := func(cs []Component) []Component {

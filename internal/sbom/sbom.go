@@ -206,14 +206,13 @@ func (b *builder) add(where string, c Component) error {
 		return fmt.Errorf("%s: no name: %w", where, rampart.ErrInvalid)
 	}
 	where = fmt.Sprintf("%s %q", where, clip(c.Name))
-	fields := []struct{ what, s string }{
-		{"name", c.Name}, {"version", c.Version}, {"purl", c.PURL}, {"type", c.Type}, {"supplier", c.Supplier},
-	}
+	type field struct{ what, s string }
+	fields := []field{{"name", c.Name}, {"version", c.Version}, {"purl", c.PURL}, {"type", c.Type}, {"supplier", c.Supplier}}
 	for _, l := range c.Licenses {
-		fields = append(fields, struct{ what, s string }{"license", l})
+		fields = append(fields, field{"license", l})
 	}
 	for alg, h := range c.Hashes {
-		fields = append(fields, struct{ what, s string }{"hash algorithm", alg}, struct{ what, s string }{"hash", h})
+		fields = append(fields, field{"hash algorithm", alg}, field{"hash", h})
 	}
 	for _, f := range fields {
 		if err := b.checkString(f.s); err != nil {
