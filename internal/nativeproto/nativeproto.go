@@ -22,7 +22,14 @@ const (
 	PathRotateKey = Prefix + "/keys/rotate"
 	// PathArtifacts + digest + "?grant=..." downloads an artifact the device was granted.
 	PathArtifacts = Prefix + "/artifacts/"
+	// PathTUFMetadata + file name serves TUF metadata; PathTUFTargets + target file name
+	// serves TUF targets (with a download grant, as an artifact).
+	PathTUFMetadata = Prefix + "/tuf/metadata/"
+	PathTUFTargets  = Prefix + "/tuf/targets/"
 )
+
+// GrantHeader carries a download grant when the URL cannot (TUF target fetches).
+const GrantHeader = "X-Rampart-Grant"
 
 // Headers carrying Ed25519 signatures over the exact request body.
 const (

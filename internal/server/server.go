@@ -34,6 +34,7 @@ import (
 	"github.com/rampart-iot/rampart/internal/store/postgres"
 	"github.com/rampart-iot/rampart/internal/store/sqlite"
 	"github.com/rampart-iot/rampart/internal/store/sqlstore"
+	"github.com/rampart-iot/rampart/internal/tuf"
 )
 
 // Server is a running Rampart server's parts.
@@ -44,6 +45,8 @@ type Server struct {
 	Fleet    *fleet.Service
 	Access   *access.Service
 	Releases *release.Service
+	// TUF is the fleet's update-metadata repository.
+	TUF *tuf.Repository
 	// Grants issues download grants (deployments hand them to devices with their work).
 	Grants *release.Grants
 	blobs  blob.Store
@@ -114,7 +117,14 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, st *sqlstor
 	} else if n > 0 {
 		log.Warn("removed unfinished artifact uploads", "count", n)
 	}
-	rel := release.NewService(release.Options{Store: st, Blobs: blobs, Log: log.With("component", "release")})
+	repo := tuf.New(tuf.Options{Store: st.TUF(), Log: log.With("component", "tuf")})
+	if err := openTUF(ctx, repo, log); err != nil {
+		return nil, err
+	}
+	if err := repo.Refresh(ctx); err != nil {
+		return nil, fmt.Errorf("tuf refresh: %w", err)
+	}
+	rel := release.NewService(release.Options{Store: st, Blobs: blobs, Signer: releaseSigner{repo}, Log: log.With("component", "release")})
 	grantCandidate := make([]byte, 32)
 	if _, err := rand.Read(grantCandidate); err != nil {
 		return nil, fmt.Errorf("download grant secret: %w", err)
@@ -123,7 +133,7 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, st *sqlstor
 	if err != nil {
 		return nil, fmt.Errorf("download grant secret: %w", err)
 	}
-	s := &Server{cfg: cfg, log: log, store: st, Fleet: fl, Access: ac, Releases: rel, blobs: blobs,
+	s := &Server{cfg: cfg, log: log, store: st, Fleet: fl, Access: ac, Releases: rel, blobs: blobs, TUF: repo,
 		Grants: release.NewGrants(grantSecret, nil), InitialToken: initial}
 	s.handler = s.routes()
 
@@ -133,6 +143,11 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, st *sqlstor
 	go func() {
 		defer s.bg.Done()
 		fl.Run(bgCtx, cfg.SeenFlush)
+	}()
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		refreshTUF(bgCtx, repo, 10*time.Minute, log)
 	}()
 	return s, nil
 }
@@ -183,7 +198,7 @@ func (s *Server) routes() http.Handler {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	api.New(s.Fleet, s.Access, s.Releases, s.log.With("component", "api")).Register(mux)
-	native.New(native.Options{Fleet: s.Fleet, Releases: s.Releases, Grants: s.Grants, Log: s.log.With("component", "deviceapi")}).Routes(mux)
+	native.New(native.Options{Fleet: s.Fleet, Releases: s.Releases, Grants: s.Grants, TUF: s.TUF, Log: s.log.With("component", "deviceapi")}).Routes(mux)
 
 	return jsonhttp.WithRequestID(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()

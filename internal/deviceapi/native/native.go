@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/rampart-iot/rampart"
@@ -17,6 +18,7 @@ import (
 	"github.com/rampart-iot/rampart/internal/jsonhttp"
 	"github.com/rampart-iot/rampart/internal/nativeproto"
 	"github.com/rampart-iot/rampart/internal/release"
+	"github.com/rampart-iot/rampart/internal/tuf"
 )
 
 // Handler serves the native device API.
@@ -24,20 +26,23 @@ type Handler struct {
 	fleet    *fleet.Service
 	releases *release.Service
 	grants   *release.Grants
+	tuf      *tuf.Repository
 	log      *slog.Logger
 }
 
-// Options configures a Handler; Releases and Grants may be nil (no artifact downloads).
+// Options configures a Handler; Releases, Grants and TUF may be nil (no artifact downloads,
+// no update metadata).
 type Options struct {
 	Fleet    *fleet.Service
 	Releases *release.Service
 	Grants   *release.Grants
+	TUF      *tuf.Repository
 	Log      *slog.Logger
 }
 
 // New returns a Handler.
 func New(o Options) *Handler {
-	return &Handler{fleet: o.Fleet, releases: o.Releases, grants: o.Grants, log: o.Log}
+	return &Handler{fleet: o.Fleet, releases: o.Releases, grants: o.Grants, tuf: o.TUF, log: o.Log}
 }
 
 // Routes registers every route of the native device API on mux.
@@ -50,6 +55,8 @@ func (h *Handler) Routes(mux *http.ServeMux) {
 	mux.Handle("POST "+nativeproto.PathEvents, h.authed(h.events))
 	mux.Handle("POST "+nativeproto.PathRotateKey, h.authed(h.rotateKey))
 	mux.Handle("GET "+nativeproto.PathArtifacts+"{digest}", h.authed(h.download))
+	mux.Handle("GET "+nativeproto.PathTUFMetadata+"{name}", h.authed(h.tufMetadata))
+	mux.Handle("GET "+nativeproto.PathTUFTargets+"{path...}", h.authed(h.tufTarget))
 	mux.Handle(nativeproto.Prefix+"/", h.serve(func(http.ResponseWriter, *http.Request) error {
 		return &kindError{msg: "no such device endpoint (or wrong method)", kind: rampart.ErrNotFound}
 	}))
@@ -311,11 +318,23 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) error {
 // download serves a granted artifact with Range and conditional requests (http.ServeContent),
 // so an interrupted download resumes; with a blob store that pre-signs URLs it redirects there.
 func (h *Handler) download(w http.ResponseWriter, r *http.Request) error {
+	return h.serveArtifact(w, r, r.PathValue("digest"))
+}
+
+// grantOf is the download grant of a request: the grant query parameter, or the
+// X-Rampart-Grant header (for clients such as go-tuf's that build URLs themselves).
+func grantOf(r *http.Request) string {
+	if g := r.URL.Query().Get("grant"); g != "" {
+		return g
+	}
+	return r.Header.Get(nativeproto.GrantHeader)
+}
+
+func (h *Handler) serveArtifact(w http.ResponseWriter, r *http.Request, digest string) error {
 	if h.releases == nil {
 		return &kindError{msg: "artifact downloads are not enabled", kind: rampart.ErrNotFound}
 	}
-	digest := r.PathValue("digest")
-	dl, err := h.releases.OpenForDevice(r.Context(), h.grants, deviceapi.Device(r.Context()), digest, r.URL.Query().Get("grant"))
+	dl, err := h.releases.OpenForDevice(r.Context(), h.grants, deviceapi.Device(r.Context()), digest, grantOf(r))
 	if err != nil {
 		return err
 	}
@@ -330,4 +349,32 @@ func (h *Handler) download(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Cache-Control", "private, max-age=0")
 	http.ServeContent(w, r, "", info.ModTime, dl.Object)
 	return nil
+}
+
+// tufMetadata serves the fleet's TUF metadata by file name ("root.json", "3.root.json",
+// "timestamp.json", "7.snapshot.json", ...).
+func (h *Handler) tufMetadata(w http.ResponseWriter, r *http.Request) error {
+	if h.tuf == nil {
+		return &kindError{msg: "no update metadata here", kind: rampart.ErrNotFound}
+	}
+	data, err := h.tuf.Metadata(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(data)
+	return nil
+}
+
+// tufTarget serves a TUF target by its consistent-snapshot name, "dir/<sha256>.<base>": the
+// hash names the blob, and the device needs a grant for it like any download.
+func (h *Handler) tufTarget(w http.ResponseWriter, r *http.Request) error {
+	p := r.PathValue("path")
+	base := p[strings.LastIndex(p, "/")+1:]
+	digest, _, ok := strings.Cut(base, ".")
+	if !ok {
+		return &kindError{msg: "target name must be <sha256>.<name>", kind: rampart.ErrNotFound}
+	}
+	return h.serveArtifact(w, r, digest)
 }

@@ -32,6 +32,7 @@ func Run(t *testing.T, open func(t *testing.T) *sqlstore.Store) {
 		{"DeviceAuthState", testDeviceAuthState},
 		{"DeviceChanges", testDeviceChanges},
 		{"Releases", testReleases},
+		{"TUF", testTUF},
 		{"DeviceConflicts", testDeviceConflicts},
 		{"UpdateDevice", testUpdateDevice},
 		{"TokenConsumption", testTokenConsumption},

@@ -1,0 +1,114 @@
+package server_test
+
+import (
+	"bytes"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/rampart-iot/rampart/internal/agent/tufclient"
+	"github.com/rampart-iot/rampart/internal/api"
+	"github.com/rampart-iot/rampart/internal/nativeproto"
+)
+
+// headerTransport adds the device's token (and a download grant) to every request the TUF
+// client makes.
+type headerTransport struct {
+	token, grant string
+}
+
+func (h headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+h.token)
+	if h.grant != "" {
+		r.Header.Set(nativeproto.GrantHeader, h.grant)
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// TestPublishedReleaseVerifiesEndToEnd publishes a release through the API and has the
+// device's real TUF client refresh the server's metadata, find the artifact as a target for
+// its device type, and download and verify it; then it shows the same client refusing a
+// target meant for another device type and an artifact whose stored bytes were altered.
+func TestPublishedReleaseVerifiesEndToEnd(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	d := newFakeDevice(t, "TUF-1")
+	d.enroll(t, ts, ts.enrollToken(t, 1, ""))
+	var rel api.Release
+	ts.mgmt(t, "POST", "/releases", api.ReleaseRequest{Name: "gw-os", Version: "4.1.0", DeviceTypes: []string{d.typ}}, &rel)
+	image := bytes.Repeat([]byte("signed-firmware "), 50000)
+	code, body := ts.do(t, "PUT", api.Prefix+"/releases/"+rel.ID+"/artifacts/gw-os.img?role=full", ts.admin, "application/octet-stream", image)
+	if code != 201 {
+		t.Fatalf("upload = %d %s", code, body)
+	}
+	var art api.Artifact
+	if err := jsonUnmarshal(body, &art); err != nil {
+		t.Fatal(err)
+	}
+	if code := ts.mgmt(t, "POST", "/releases/"+rel.ID+"/publish", nil, nil); code != 200 {
+		t.Fatalf("publish = %d", code)
+	}
+
+	newClient := func(deviceType string) *tufclient.Client {
+		state := t.TempDir()
+		// Trust on first use of version 1 of the root, as an agent does at enrollment.
+		code, root := ts.do(t, "GET", nativeproto.PathTUFMetadata+"1.root.json", d.token, "", nil)
+		if code != 200 {
+			t.Fatalf("root.json = %d", code)
+		}
+		if err := os.WriteFile(filepath.Join(state, tufclient.RootFile), root, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := tufclient.New(tufclient.Options{
+			MetadataURL: ts.URL + nativeproto.PathTUFMetadata, TargetsURL: ts.URL + nativeproto.PathTUFTargets,
+			StateDir: state, DeviceType: deviceType,
+			HTTPClient: &http.Client{Timeout: 10 * time.Second, Transport: headerTransport{d.token, ts.Grants.Issue(d.id, art.SHA256, time.Minute)}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	path := "releases/gw-os_4.1.0/gw-os.img"
+	c := newClient(d.typ)
+	ctx := t.Context()
+	if err := c.Refresh(ctx); err != nil {
+		t.Fatalf("refresh: %v", err)
+	}
+	info, err := c.Target(ctx, path)
+	if err != nil || info.SHA256 != art.SHA256 || info.Version != "4.1.0" {
+		t.Fatalf("target = %+v, %v", info, err)
+	}
+	dest := filepath.Join(t.TempDir(), "image")
+	if err := c.Download(ctx, path, dest); err != nil {
+		t.Fatalf("download: %v", err)
+	}
+	if got, _ := os.ReadFile(dest); !bytes.Equal(got, image) {
+		t.Error("downloaded image differs")
+	}
+
+	if _, err := newClient("other-type").Target(ctx, path); !errors.Is(err, tufclient.ErrWrongDevice) {
+		t.Errorf("target for a device of another type: %v, want ErrWrongDevice", err)
+	}
+
+	// The server's storage is tampered with: same name, other bytes. The device refuses.
+	blobPath := filepath.Join(ts.DataDir(), "artifacts", "sha256", art.SHA256[:2], art.SHA256)
+	evil := bytes.Repeat([]byte("EVIL-firmware!! "), 50000)
+	if err := os.Chmod(blobPath, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(blobPath, evil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dest2 := filepath.Join(t.TempDir(), "image")
+	if err := c.Download(ctx, path, dest2); !errors.Is(err, tufclient.ErrMismatch) {
+		t.Errorf("download of altered bytes: %v, want ErrMismatch", err)
+	}
+	if _, err := os.Stat(dest2); !os.IsNotExist(err) {
+		t.Error("altered download left a file at the destination")
+	}
+}

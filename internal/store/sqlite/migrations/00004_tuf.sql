@@ -1,0 +1,18 @@
+-- The TUF repository: every signed metadata version, and the private keys of online roles.
+
+-- +goose Up
+CREATE TABLE tuf_metadata (
+	role    TEXT NOT NULL,
+	version BIGINT NOT NULL,
+	data    BLOB NOT NULL,
+	PRIMARY KEY (role, version)
+);
+
+CREATE TABLE tuf_keys (
+	role TEXT NOT NULL PRIMARY KEY,
+	keys BLOB NOT NULL -- concatenated 32-byte Ed25519 seeds
+);
+
+-- +goose Down
+DROP TABLE tuf_keys;
+DROP TABLE tuf_metadata;
