@@ -307,4 +307,3 @@ func join(xs []float64) string {
 	}
 	return strings.Join(p, " / ")
 }
-
