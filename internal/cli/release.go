@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -83,11 +84,16 @@ func newReleaseUploadCmd(f *apiFlags) *cobra.Command {
 			}
 			var body io.Reader = file
 			if !noProgress && !s.json {
+				// The HTTP transport reads the body, and so draws the bar, on its own goroutine,
+				// which may outlive a failed request: gate the bar's writes and close the gate
+				// before anything else is printed.
+				gate := &gatedWriter{w: s.e.stderr}
+				defer gate.close()
 				bar := progressbar.NewOptions64(fi.Size(),
-					progressbar.OptionSetWriter(s.e.stderr), progressbar.OptionSetDescription(name),
+					progressbar.OptionSetWriter(gate), progressbar.OptionSetDescription(name),
 					progressbar.OptionShowBytes(true), progressbar.OptionShowTotalBytes(true),
 					progressbar.OptionThrottle(100*time.Millisecond), progressbar.OptionFullWidth(),
-					progressbar.OptionOnCompletion(func() { fmt.Fprintln(s.e.stderr) }))
+					progressbar.OptionOnCompletion(func() { fmt.Fprintln(gate) }))
 				r := progressbar.NewReader(file, bar)
 				body = &r
 			}
@@ -212,4 +218,26 @@ func newReleaseStateCmd(f *apiFlags, verb string) *cobra.Command {
 			return nil
 		}),
 	}
+}
+
+// gatedWriter serialises writes and drops those that come after close.
+type gatedWriter struct {
+	mu     sync.Mutex
+	w      io.Writer
+	closed bool
+}
+
+func (g *gatedWriter) Write(p []byte) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return len(p), nil
+	}
+	return g.w.Write(p)
+}
+
+func (g *gatedWriter) close() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
 }

@@ -2,12 +2,14 @@ package server
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/rampart-iot/rampart"
+	"github.com/rampart-iot/rampart/internal/config"
 	"github.com/rampart-iot/rampart/internal/release"
 	"github.com/rampart-iot/rampart/internal/tuf"
 )
@@ -32,14 +34,61 @@ func openTUF(ctx context.Context, repo *tuf.Repository, log *slog.Logger) error 
 	} else if !errors.Is(err, rampart.ErrNotFound) {
 		return fmt.Errorf("tuf: %w", err)
 	}
+	if _, err := repo.UnsignedRoot(ctx); err == nil {
+		log.Warn("the fleet's TUF root waits for offline signatures; releases cannot be published until `rampart tuf import-root`")
+		return nil
+	}
 	if err := repo.Init(ctx, tuf.InitOptions{RootThreshold: 1}); err != nil && !errors.Is(err, rampart.ErrConflict) {
 		return fmt.Errorf("tuf init: %w", err)
 	}
+	if err := delegateReleases(ctx, repo); err != nil {
+		return err
+	}
+	log.Warn("created the fleet's TUF repository with an ONLINE root key; use an offline root for production (rampart tuf init before the first start)")
+	return nil
+}
+
+func delegateReleases(ctx context.Context, repo *tuf.Repository) error {
 	if err := repo.Delegate(ctx, releasesRole, releasePaths); err != nil && !errors.Is(err, rampart.ErrConflict) {
 		return fmt.Errorf("tuf delegate %s: %w", releasesRole, err)
 	}
-	log.Warn("created the fleet's TUF repository with an ONLINE root key; use an offline root for production (rampart tuf init)")
 	return nil
+}
+
+// TUFAdmin is the fleet's TUF repository opened directly on the configured store, for the
+// `rampart tuf` commands run on the server host.
+type TUFAdmin struct {
+	Repo  *tuf.Repository
+	close func() error
+}
+
+// OpenTUFAdmin opens the repository of the store cfg names.
+func OpenTUFAdmin(ctx context.Context, cfg config.Server, log *slog.Logger) (*TUFAdmin, error) {
+	st, err := OpenStore(ctx, cfg, log)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	return &TUFAdmin{Repo: tuf.New(tuf.Options{Store: st.TUF(), Log: log}), close: st.Close}, nil
+}
+
+// Close closes the store.
+func (a *TUFAdmin) Close() error { return a.close() }
+
+// InitOffline prepares root version 1 for the given offline root keys and returns it, to be
+// signed by threshold of them away from the server.
+func (a *TUFAdmin) InitOffline(ctx context.Context, keys []ed25519.PublicKey, threshold int) ([]byte, error) {
+	if err := a.Repo.Init(ctx, tuf.InitOptions{RootKeys: keys, RootThreshold: threshold}); err != nil {
+		return nil, err
+	}
+	return a.Repo.UnsignedRoot(ctx)
+}
+
+// ImportRoot installs a signed root and, the first time, the releases role.
+func (a *TUFAdmin) ImportRoot(ctx context.Context, signed []byte) error {
+	if err := a.Repo.ImportRoot(ctx, signed); err != nil {
+		return err
+	}
+	return delegateReleases(ctx, a.Repo)
 }
 
 // releaseSigner publishes a release's artifacts as TUF targets signed by the releases role.

@@ -2,15 +2,18 @@ package server_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/rampart-iot/rampart/internal/agent/tufclient"
 	"github.com/rampart-iot/rampart/internal/api"
+	"github.com/rampart-iot/rampart/internal/cli"
 	"github.com/rampart-iot/rampart/internal/nativeproto"
 )
 
@@ -110,5 +113,79 @@ func TestPublishedReleaseVerifiesEndToEnd(t *testing.T) {
 	}
 	if _, err := os.Stat(dest2); !os.IsNotExist(err) {
 		t.Error("altered download left a file at the destination")
+	}
+}
+
+// TestOfflineRootCLI walks the offline-root ceremony with the real CLI: two root key holders,
+// threshold 2, the server's repository created before its first start; then a release is
+// published and a device verifies it against that root; then the releases role's key and the
+// timestamp key are rotated (the latter through another offline signing round).
+func TestOfflineRootCLI(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	dir := t.TempDir()
+	cmd := func(args ...string) string {
+		t.Helper()
+		var out, errb bytes.Buffer
+		env := map[string]string{"HOME": dir}
+		if code := cli.Run(context.Background(), args, func(k string) string { return env[k] }, strings.NewReader(""), &out, &errb); code != 0 {
+			t.Fatalf("rampart %v = %d: %s", args, code, errb.String())
+		}
+		return strings.TrimSpace(out.String())
+	}
+	k1, k2 := filepath.Join(dir, "root1.key"), filepath.Join(dir, "root2.key")
+	pub1 := cmd("tuf", "keygen", "--out", k1)
+	pub2 := cmd("tuf", "keygen", "--out", k2)
+	unsigned, s1, s2 := filepath.Join(dir, "root.json"), filepath.Join(dir, "root.s1.json"), filepath.Join(dir, "root.s2.json")
+	cmd("tuf", "init", "--data", cfg.Data, "--root-key", pub1, "--root-key", pub2, "--threshold", "2", "--out", unsigned)
+	cmd("tuf", "sign-root", unsigned, "--key", k1, "--out", s1)
+	var out, errb bytes.Buffer
+	if code := cli.Run(context.Background(), []string{"tuf", "import-root", "--data", cfg.Data, s1}, func(string) string { return "" }, strings.NewReader(""), &out, &errb); code == 0 {
+		t.Fatal("a root signed by 1 of 2 required keys was imported")
+	}
+	cmd("tuf", "sign-root", s1, "--key", k2, "--out", s2)
+	cmd("tuf", "import-root", "--data", cfg.Data, s2)
+
+	ts := startServer(t, cfg)
+	d := newFakeDevice(t, "OFF-1")
+	d.enroll(t, ts, ts.enrollToken(t, 1, ""))
+	var rel api.Release
+	ts.mgmt(t, "POST", "/releases", api.ReleaseRequest{Name: "fw", Version: "1.0", DeviceTypes: []string{d.typ}}, &rel)
+	image := bytes.Repeat([]byte("offline-root "), 1000)
+	code, body := ts.do(t, "PUT", api.Prefix+"/releases/"+rel.ID+"/artifacts/fw.img?role=full", ts.admin, "application/octet-stream", image)
+	var art api.Artifact
+	if code != 201 || jsonUnmarshal(body, &art) != nil {
+		t.Fatalf("upload = %d %s", code, body)
+	}
+	if code := ts.mgmt(t, "POST", "/releases/"+rel.ID+"/publish", nil, nil); code != 200 {
+		t.Fatalf("publish = %d", code)
+	}
+	state := t.TempDir()
+	rootJSON, _ := os.ReadFile(s2) // provisioned at manufacturing
+	if err := os.WriteFile(filepath.Join(state, tufclient.RootFile), rootJSON, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := tufclient.New(tufclient.Options{
+		MetadataURL: ts.URL + nativeproto.PathTUFMetadata, TargetsURL: ts.URL + nativeproto.PathTUFTargets,
+		StateDir: state, DeviceType: d.typ,
+		HTTPClient: &http.Client{Timeout: 10 * time.Second, Transport: headerTransport{d.token, ts.Grants.Issue(d.id, art.SHA256, time.Minute)}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := "releases/fw_1.0/fw.img"
+	if err := c.Download(t.Context(), path, filepath.Join(t.TempDir(), "img")); err != nil {
+		t.Fatalf("download under the offline root: %v", err)
+	}
+
+	// Rotations through the CLI while the server runs (same database).
+	cmd("tuf", "rotate", "releases", "--data", cfg.Data)
+	newRoot := filepath.Join(dir, "root2.json")
+	cmd("tuf", "rotate", "timestamp", "--data", cfg.Data, "--out", newRoot)
+	cmd("tuf", "sign-root", newRoot, "--key", k1, "--out", newRoot)
+	cmd("tuf", "sign-root", newRoot, "--key", k2, "--out", newRoot)
+	cmd("tuf", "import-root", "--data", cfg.Data, newRoot)
+	if err := c.Download(t.Context(), path, filepath.Join(t.TempDir(), "img")); err != nil {
+		t.Fatalf("download after rotating the releases and timestamp keys: %v", err)
 	}
 }
