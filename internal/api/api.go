@@ -80,6 +80,7 @@ func (h *Handler) Routes() []Route {
 		{Method: "PUT", Path: "/releases/{id}/artifacts/{name}", Perm: access.ManageReleases, fn: h.uploadArtifact, Raw: true},
 		{"PUT", "/releases/{id}/sbom", access.ManageReleases, h.attachSBOM, false},
 		{"GET", "/releases/{id}/components", access.ReadFleet, h.releaseComponents, false},
+		{"POST", "/releases/{id}/delta", access.ManageReleases, h.computeDelta, false},
 		{"POST", "/releases/{id}/publish", access.ManageReleases, h.publishRelease, false},
 		{"POST", "/releases/{id}/withdraw", access.ManageReleases, h.withdrawRelease, false},
 	}

@@ -205,3 +205,22 @@ func (h *Handler) withdrawRelease(w http.ResponseWriter, r *http.Request, p acce
 }
 
 func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
+
+// DeltaRequest asks the server to compute a delta artifact.
+type DeltaRequest struct {
+	FromVersion string `json:"from_version"`
+}
+
+func (h *Handler) computeDelta(w http.ResponseWriter, r *http.Request, p access.Principal) error {
+	var req DeltaRequest
+	if err := jsonhttp.Decode(w, r, maxBody, &req); err != nil {
+		return err
+	}
+	a, err := h.releases.ComputeDelta(r.Context(), r.PathValue("id"), req.FromVersion)
+	if err != nil {
+		return err
+	}
+	h.audit(r.Context(), p, "release.delta", r.PathValue("id")+"/"+a.Name)
+	jsonhttp.Write(w, http.StatusCreated, artifactOut(*a))
+	return nil
+}

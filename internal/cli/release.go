@@ -22,7 +22,7 @@ func newReleaseCmd(e *env) *cobra.Command {
 	cmd := newCommandGroup("release", "Manage firmware releases: create, upload artifacts, publish, withdraw")
 	f := addAPIFlags(cmd, e)
 	cmd.AddCommand(newReleaseCreateCmd(f), newReleaseUploadCmd(f), newReleaseSBOMCmd(f), newReleaseLsCmd(f),
-		newReleaseShowCmd(f), newReleaseStateCmd(f, "publish"), newReleaseStateCmd(f, "withdraw"))
+		newReleaseShowCmd(f), newReleaseDeltaCmd(f), newReleaseStateCmd(f, "publish"), newReleaseStateCmd(f, "withdraw"))
 	return cmd
 }
 
@@ -240,4 +240,27 @@ func (g *gatedWriter) close() {
 	g.mu.Lock()
 	g.closed = true
 	g.mu.Unlock()
+}
+
+func newReleaseDeltaCmd(f *apiFlags) *cobra.Command {
+	var from string
+	cmd := &cobra.Command{
+		Use:   "delta RELEASE --from VERSION",
+		Short: "Compute a delta artifact from an earlier version's full image (server side)",
+		Args:  withUsage(cobra.ExactArgs(1)),
+		RunE: f.run(func(s *session, args []string) error {
+			a, err := s.api.ComputeDelta(s.e.ctx, args[0], from)
+			if err != nil {
+				return err
+			}
+			if s.json {
+				return writeJSON(s.e.stdout, a)
+			}
+			fmt.Fprintf(s.e.stdout, "delta %s: %d bytes, sha256 %s\n", a.Name, a.Size, a.SHA256)
+			return nil
+		}),
+	}
+	cmd.Flags().StringVar(&from, "from", "", "the version devices update from")
+	_ = cmd.MarkFlagRequired("from")
+	return cmd
 }

@@ -1,7 +1,9 @@
 package client
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
@@ -109,6 +111,24 @@ func (c *Client) Publish(ctx context.Context, id string) (*api.Release, error) {
 func (c *Client) Withdraw(ctx context.Context, id string) (*api.Release, error) {
 	var out api.Release
 	if err := c.call(ctx, "withdraw "+id, http.MethodPost, "/releases/"+url.PathEscape(id)+"/withdraw", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// ComputeDelta has the server compute a delta artifact from version fromVersion.
+func (c *Client) ComputeDelta(ctx context.Context, releaseID, fromVersion string) (*api.Artifact, error) {
+	var out api.Artifact
+	hc := *c.hc
+	hc.Timeout = 0 // large images take a while to diff
+	u := c.base + api.Prefix + "/releases/" + url.PathEscape(releaseID) + "/delta"
+	body, _ := json.Marshal(api.DeltaRequest{FromVersion: fromVersion})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if err := c.send(req, "compute delta for "+releaseID, &hc, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil

@@ -40,6 +40,7 @@ var allowedRoles = map[string][]string{
 	"PUT /releases/{id}/artifacts/{name}": {"releaser"},
 	"PUT /releases/{id}/sbom":             {"releaser"},
 	"GET /releases/{id}/components":       {"viewer", "operator", "releaser", "security"},
+	"POST /releases/{id}/delta":           {"releaser"},
 	"POST /releases/{id}/publish":         {"releaser"},
 	"POST /releases/{id}/withdraw":        {"releaser"},
 }

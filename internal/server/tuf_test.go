@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rampart-iot/rampart/internal/agent/fetch"
 	"github.com/rampart-iot/rampart/internal/agent/tufclient"
 	"github.com/rampart-iot/rampart/internal/api"
 	"github.com/rampart-iot/rampart/internal/cli"
@@ -188,4 +189,115 @@ func TestOfflineRootCLI(t *testing.T) {
 	if err := c.Download(t.Context(), path, filepath.Join(t.TempDir(), "img")); err != nil {
 		t.Fatalf("download after rotating the releases and timestamp keys: %v", err)
 	}
+}
+
+// TestDeltaUpdateEndToEnd: the server computes a delta from 1.0 to 2.0 (`release delta`),
+// publishes it, and a device on 1.0 rebuilds 2.0 from it, verified against the full image's
+// signed digest; a device whose installed image is not the delta's base falls back to the
+// full download.
+func TestDeltaUpdateEndToEnd(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	d := newFakeDevice(t, "DELTA-1")
+	d.enroll(t, ts, ts.enrollToken(t, 1, ""))
+	imgA := bytes.Repeat([]byte("version-one firmware block "), 40000)
+	imgB := append(bytes.Clone(imgA[:500000]), append([]byte("a patch in the middle"), imgA[500000:]...)...)
+	publish := func(version string, img []byte, deltaFrom string) (api.Release, api.Artifact, api.Artifact) {
+		t.Helper()
+		var rel api.Release
+		ts.mgmt(t, "POST", "/releases", api.ReleaseRequest{Name: "fw", Version: version, DeviceTypes: []string{d.typ}}, &rel)
+		code, body := ts.do(t, "PUT", api.Prefix+"/releases/"+rel.ID+"/artifacts/fw.img?role=full", ts.admin, "application/octet-stream", img)
+		var full, del api.Artifact
+		if code != 201 || jsonUnmarshal(body, &full) != nil {
+			t.Fatalf("upload %s = %d %s", version, code, body)
+		}
+		if deltaFrom != "" {
+			runOK(t, ts, "release", "delta", rel.ID, "--from", deltaFrom)
+			ts.mgmt(t, "GET", "/releases/"+rel.ID, nil, &rel)
+			for _, a := range rel.Artifacts {
+				if a.Role == "delta" {
+					del = a
+				}
+			}
+			if del.Size == 0 || del.Size > int64(len(img))/10 {
+				t.Fatalf("delta artifact = %+v; want one much smaller than the %d-byte image", del, len(img))
+			}
+		}
+		if code := ts.mgmt(t, "POST", "/releases/"+rel.ID+"/publish", nil, nil); code != 200 {
+			t.Fatalf("publish %s = %d", version, code)
+		}
+		return rel, full, del
+	}
+	publish("1.0", imgA, "")
+	_, fullB, deltaB := publish("2.0", imgB, "1.0")
+
+	client := func(grants ...string) *tufclient.Client {
+		state := t.TempDir()
+		_, root := ts.do(t, "GET", nativeproto.PathTUFMetadata+"1.root.json", d.token, "", nil)
+		os.WriteFile(filepath.Join(state, tufclient.RootFile), root, 0o600)
+		c, err := tufclient.New(tufclient.Options{
+			MetadataURL: ts.URL + nativeproto.PathTUFMetadata, TargetsURL: ts.URL + nativeproto.PathTUFTargets,
+			StateDir: state, DeviceType: d.typ,
+			HTTPClient: &http.Client{Timeout: 10 * time.Second, Transport: multiGrant{d.token, grants}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	grantFull := ts.Grants.Issue(d.id, fullB.SHA256, time.Minute)
+	grantDelta := ts.Grants.Issue(d.id, deltaB.SHA256, time.Minute)
+	req := fetch.Request{FullPath: "releases/fw_2.0/fw.img", DeltaPath: "releases/fw_2.0/" + deltaB.Name,
+		Installed: bytes.NewReader(imgA), InstalledSize: int64(len(imgA)), Dest: filepath.Join(t.TempDir(), "fw.img")}
+	usedDelta, err := fetch.Image(t.Context(), client(grantFull, grantDelta), req, nil)
+	if err != nil || !usedDelta {
+		t.Fatalf("fetch via delta = %v, %v; want the delta used", usedDelta, err)
+	}
+	if got, _ := os.ReadFile(req.Dest); !bytes.Equal(got, imgB) {
+		t.Fatal("image rebuilt from the delta differs from 2.0")
+	}
+	// A device whose installed image is not 1.0 cannot use the delta and falls back.
+	req.Installed = bytes.NewReader(imgB)
+	req.Dest = filepath.Join(t.TempDir(), "fw.img")
+	usedDelta, err = fetch.Image(t.Context(), client(grantFull, grantDelta), req, nil)
+	if err != nil || usedDelta {
+		t.Fatalf("fetch with the wrong base = %v, %v; want a full download", usedDelta, err)
+	}
+	if got, _ := os.ReadFile(req.Dest); !bytes.Equal(got, imgB) {
+		t.Fatal("full fallback image differs from 2.0")
+	}
+}
+
+// multiGrant presents the device token and tries each grant: the server picks the grant
+// whose artifact is asked for, so the transport sends the one matching the URL's digest.
+type multiGrant struct {
+	token  string
+	grants []string
+}
+
+func (m multiGrant) RoundTrip(r *http.Request) (*http.Response, error) {
+	var resp *http.Response
+	var err error
+	for _, g := range append([]string{""}, m.grants...) {
+		req := r.Clone(r.Context())
+		req.Header.Set("Authorization", "Bearer "+m.token)
+		if g != "" {
+			req.Header.Set(nativeproto.GrantHeader, g)
+		}
+		resp, err = http.DefaultTransport.RoundTrip(req)
+		if err != nil || resp.StatusCode != http.StatusForbidden {
+			return resp, err
+		}
+		resp.Body.Close()
+	}
+	return resp, err
+}
+
+func runOK(t *testing.T, ts *testServer, args ...string) string {
+	t.Helper()
+	code, out, errOut := runCLI(t, ts, args...)
+	if code != 0 {
+		t.Fatalf("rampart %v = %d: %s", args, code, errOut)
+	}
+	return out
 }
