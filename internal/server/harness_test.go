@@ -37,8 +37,12 @@ func (ts *testServer) DataDir() string { return ts.data }
 
 func testConfig(t testing.TB) config.Server {
 	t.Helper()
+	return testConfigAt(t.TempDir())
+}
+
+func testConfigAt(data string) config.Server {
 	return config.Server{
-		Data: t.TempDir(), Listen: "127.0.0.1:0", LogLevel: "error", LogFormat: "text",
+		Data: data, Listen: "127.0.0.1:0", LogLevel: "error", LogFormat: "text",
 		PollInterval: 5 * time.Minute, DeviceTokenTTL: time.Hour, AuthCacheTTL: 10 * time.Second,
 		SeenFlush: 50 * time.Millisecond,
 	}
