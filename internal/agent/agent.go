@@ -18,10 +18,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/rampart-iot/rampart/internal/agent/collect"
+	"github.com/rampart-iot/rampart/internal/agent/tufclient"
 	"github.com/rampart-iot/rampart/internal/nativeproto"
 )
 
@@ -317,6 +319,11 @@ func (a *Agent) admitted(res nativeproto.EnrollResponse) error {
 	if res.DeviceID != "" {
 		a.state.DeviceID = res.DeviceID
 	}
+	if len(res.TUFRoot) > 0 {
+		if err := a.trustRoot(res.TUFRoot); err != nil {
+			return err
+		}
+	}
 	a.state.Status = res.Status
 	a.state.Token, a.state.TokenExpires = res.Token, res.ExpiresAt
 	if err := saveState(a.opts.StateDir, a.state); err != nil {
@@ -385,4 +392,73 @@ func (a *Agent) Report(ctx context.Context, events []nativeproto.Event) error {
 		return fmt.Errorf("report: %w", err)
 	}
 	return nil
+}
+
+// tufDir holds the device's trusted TUF metadata.
+const tufDir = "tuf"
+
+// trustRoot keeps the first TUF root the server sends (trust on first use, over the
+// authenticated enrollment) unless the device already holds one, for instance provisioned at
+// manufacturing. Later roots reach the device only through TUF's own root rotation.
+func (a *Agent) trustRoot(root []byte) error {
+	dir := filepath.Join(a.opts.StateDir, tufDir)
+	path := filepath.Join(dir, tufclient.RootFile)
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("tuf state: %w", err)
+	}
+	if err := writeFileAtomic(path, root, 0o600); err != nil {
+		return fmt.Errorf("save tuf root: %w", err)
+	}
+	return nil
+}
+
+// Updates returns a TUF client that verifies this device's updates against the fleet's
+// repository, authenticated with the device's token. grants carries download grants for the
+// artifacts the device was assigned (deployments hand them out with the work).
+func (a *Agent) Updates(ctx context.Context, grants func(path string) string) (*tufclient.Client, error) {
+	a.mu.Lock()
+	err := a.ensureToken(ctx)
+	a.mu.Unlock()
+	if err != nil {
+		return nil, fmt.Errorf("updates: %w", err)
+	}
+	base := strings.TrimRight(a.opts.Server, "/")
+	return tufclient.New(tufclient.Options{
+		MetadataURL: base + nativeproto.PathTUFMetadata,
+		TargetsURL:  base + nativeproto.PathTUFTargets,
+		StateDir:    filepath.Join(a.opts.StateDir, tufDir),
+		DeviceType:  a.opts.Identity.DeviceType,
+		HWRevision:  a.opts.Identity.HWRevision,
+		HTTPClient: &http.Client{Timeout: 10 * time.Minute, Transport: &deviceTransport{a: a, grants: grants,
+			next: a.opts.HTTPClient.Transport}},
+		Now: a.opts.Now,
+	})
+}
+
+// deviceTransport authenticates the TUF client's requests as this device.
+type deviceTransport struct {
+	a      *Agent
+	grants func(path string) string
+	next   http.RoundTripper
+}
+
+func (t *deviceTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	t.a.mu.Lock()
+	tok := t.a.state.Token
+	t.a.mu.Unlock()
+	r.Header.Set("Authorization", "Bearer "+tok)
+	if t.grants != nil {
+		if g := t.grants(r.URL.Path); g != "" {
+			r.Header.Set(nativeproto.GrantHeader, g)
+		}
+	}
+	next := t.next
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	return next.RoundTrip(r)
 }

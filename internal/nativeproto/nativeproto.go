@@ -8,7 +8,10 @@
 // sent as "Authorization: Bearer <token>" on every other call.
 package nativeproto
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Paths of the native device API.
 const (
@@ -75,6 +78,9 @@ type EnrollResponse struct {
 	Status    string    `json:"status"`
 	Token     string    `json:"token,omitempty"`
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// TUFRoot is the fleet's current TUF root metadata, sent to an accepted device so it can
+	// verify updates; a device provisioned with a root at manufacturing keeps its own.
+	TUFRoot json.RawMessage `json:"tuf_root,omitempty"`
 }
 
 // AuthRequest is the signed body of POST /auth.

@@ -48,6 +48,15 @@ func endToEnd(t *testing.T, ts *testServer) {
 	if _, err := a.Step(ctx); err != nil {
 		t.Fatalf("first agent step: %v", err)
 	}
+	// Enrollment handed the device the fleet's TUF root; the device's TUF client refreshes
+	// the server's metadata against it.
+	updates, err := a.Updates(ctx, nil)
+	if err != nil {
+		t.Fatalf("agent TUF client: %v", err)
+	}
+	if err := updates.Refresh(ctx); err != nil {
+		t.Fatalf("agent TUF refresh: %v", err)
+	}
 
 	runCLI := func(args ...string) (int, string, string) { return runCLI(t, ts, args...) }
 	code, out, errOut := runCLI("device", "ls", "-o", "json")

@@ -179,18 +179,24 @@ func (h *Handler) enroll(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeAdmission(w, a)
+	h.writeAdmission(w, r, a)
 	return nil
 }
 
-func writeAdmission(w http.ResponseWriter, a *fleet.Admission) {
+func (h *Handler) writeAdmission(w http.ResponseWriter, r *http.Request, a *fleet.Admission) {
 	status := http.StatusOK
 	if a.Token == "" {
 		status = http.StatusAccepted // admitted later, by an operator
 	}
-	jsonhttp.Write(w, status, nativeproto.EnrollResponse{
+	out := nativeproto.EnrollResponse{
 		DeviceID: a.Device.ID, Status: string(a.Device.Status), Token: a.Token, ExpiresAt: a.ExpiresAt,
-	})
+	}
+	if a.Token != "" && h.tuf != nil {
+		if root, err := h.tuf.Metadata(r.Context(), "root.json"); err == nil {
+			out.TUFRoot = root
+		}
+	}
+	jsonhttp.Write(w, status, out)
 }
 
 func (h *Handler) auth(w http.ResponseWriter, r *http.Request) error {
@@ -212,7 +218,7 @@ func (h *Handler) auth(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeAdmission(w, a)
+	h.writeAdmission(w, r, a)
 	return nil
 }
 
