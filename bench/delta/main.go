@@ -264,7 +264,7 @@ func runChild(args []string, timeout time.Duration) (time.Duration, int64, error
 	if ru == nil {
 		return d, 0, nil
 	}
-	return d, ru.Maxrss, nil // Linux: KiB
+	return d, int64(ru.Maxrss), nil // Linux: KiB
 }
 
 // sameFile compares two files in small chunks: the children are forked from this process, and

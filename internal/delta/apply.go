@@ -2,6 +2,7 @@ package delta
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -34,14 +35,34 @@ func Apply(ctx context.Context, old io.ReaderAt, oldSize int64, patch io.Reader,
 	if err != nil {
 		return fmt.Errorf("delta apply: %w", err)
 	}
+	zopts := []zstd.DOption{
+		zstd.WithDecoderConcurrency(1),
+		zstd.WithDecoderLowmem(true),
+		zstd.WithDecoderMaxWindow(MaxWindowSize),
+	}
+	if h.Dictionary {
+		// The decoder refers to the old image directly: hold it, and limit the window so
+		// that both fit MaxDictMemory.
+		if h.OldSize > MaxDictMemory-MinWindowSize {
+			return fmt.Errorf("delta apply: dictionary patch for a %d-byte base image, limit %d: %w", h.OldSize, MaxDictMemory-MinWindowSize, errors.Join(rampart.ErrInvalid, rampart.ErrTooLarge))
+		}
+		if oldSize != h.OldSize {
+			return fmt.Errorf("delta apply: %w", checkBase(ctx, old, oldSize, h))
+		}
+		buf := make([]byte, oldSize)
+		if _, err := old.ReadAt(buf, 0); err != nil && !(errors.Is(err, io.EOF) && oldSize == 0) {
+			return fmt.Errorf("delta apply: read base image: %w", err)
+		}
+		old = bytes.NewReader(buf)
+		zopts = append(zopts,
+			zstd.WithDecoderMaxWindow(uint64(min(MaxWindowSize, MaxDictMemory-h.OldSize))),
+			zstd.WithDecoderDictRaw(dictID, buf))
+	}
 	if err := checkBase(ctx, old, oldSize, h); err != nil {
 		return fmt.Errorf("delta apply: %w", err)
 	}
 	src := &srcReader{r: patch}
-	zr, err := zstd.NewReader(src,
-		zstd.WithDecoderConcurrency(1),
-		zstd.WithDecoderLowmem(true),
-		zstd.WithDecoderMaxWindow(MaxWindowSize))
+	zr, err := zstd.NewReader(src, zopts...)
 	if err != nil {
 		return fmt.Errorf("delta apply: zstd: %w", err)
 	}
@@ -190,20 +211,28 @@ func (a *applier) block(first *bool) error {
 		newPos += int64(r.add + r.copy)
 		*first = false
 	}
-	dl, err := a.uvarint()
-	if err != nil {
-		return err
+	a.diffs = a.diffs[:0]
+	var rl uint64
+	for i := range 2 {
+		l, err := a.uvarint()
+		if err != nil {
+			return err
+		}
+		if l > MaxDiffSection-uint64(len(a.diffs)) {
+			return fmt.Errorf("difference section over %d bytes: %w", MaxDiffSection, errors.Join(rampart.ErrInvalid, rampart.ErrTooLarge))
+		}
+		if i == 0 {
+			rl = l
+		}
+		n := len(a.diffs)
+		a.diffs = slices.Grow(a.diffs, int(l))[:n+int(l)]
+		if _, err := io.ReadFull(a.body, a.diffs[n:]); err != nil {
+			return fmt.Errorf("read differences: %w", a.bodyErr(err))
+		}
 	}
-	if dl > MaxDiffSection {
-		return fmt.Errorf("difference section of %d bytes, limit %d: %w", dl, MaxDiffSection, errors.Join(rampart.ErrInvalid, rampart.ErrTooLarge))
-	}
-	a.diffs = slices.Grow(a.diffs[:0], int(dl))[:dl]
-	if _, err := io.ReadFull(a.body, a.diffs); err != nil {
-		return fmt.Errorf("read differences: %w", a.bodyErr(err))
-	}
-	d := a.diffs
+	d := sparse{runs: a.diffs[:rl], vals: a.diffs[rl:]}
 	for _, r := range a.recs {
-		if d, err = a.add(d, int64(r.add)); err != nil {
+		if err := a.add(&d, int64(r.add)); err != nil {
 			return err
 		}
 		if err := a.copy(int64(r.copy)); err != nil {
@@ -211,10 +240,15 @@ func (a *applier) block(first *bool) error {
 		}
 		a.oldPos += r.seek
 	}
-	if len(d) != 0 {
-		return fmt.Errorf("%d unused difference bytes: %w", len(d), rampart.ErrInvalid)
+	if len(d.runs) != 0 || len(d.vals) != 0 {
+		return fmt.Errorf("%d unused difference bytes: %w", len(d.runs)+len(d.vals), rampart.ErrInvalid)
 	}
 	return nil
+}
+
+// sparse is what is left of a block's differences: zero runs and non-zero values.
+type sparse struct {
+	runs, vals []byte
 }
 
 func (a *applier) uvarint() (uint64, error) {
@@ -225,23 +259,22 @@ func (a *applier) uvarint() (uint64, error) {
 	return v, nil
 }
 
-// add writes n bytes: the old bytes at oldPos plus the sparse differences read from d. It
-// returns the rest of d.
-func (a *applier) add(d []byte, n int64) ([]byte, error) {
+// add writes n bytes: the old bytes at oldPos plus the sparse differences consumed from d.
+func (a *applier) add(d *sparse, n int64) error {
 	run := int64(-1) // zeros left before the next non-zero difference; -1: read the next run
 	for n > 0 {
 		k := min(n, chunk)
 		o := a.obuf[:k]
 		if _, err := a.old.ReadAt(o, a.oldPos); err != nil {
-			return nil, fmt.Errorf("read base image at %d: %w", a.oldPos, err)
+			return fmt.Errorf("read base image at %d: %w", a.oldPos, err)
 		}
 		for i := int64(0); i < k; {
 			if run < 0 {
-				v, m := binary.Uvarint(d)
+				v, m := binary.Uvarint(d.runs)
 				if m <= 0 || v > uint64(n-i) {
-					return nil, fmt.Errorf("bad difference run: %w", rampart.ErrInvalid)
+					return fmt.Errorf("bad difference run: %w", rampart.ErrInvalid)
 				}
-				run, d = int64(v), d[m:]
+				run, d.runs = int64(v), d.runs[m:]
 			}
 			skip := min(run, k-i)
 			i += skip
@@ -249,24 +282,24 @@ func (a *applier) add(d []byte, n int64) ([]byte, error) {
 			if run > 0 || i == k {
 				continue
 			}
-			if len(d) == 0 {
-				return nil, fmt.Errorf("differences truncated: %w", rampart.ErrInvalid)
+			if len(d.vals) == 0 {
+				return fmt.Errorf("differences truncated: %w", rampart.ErrInvalid)
 			}
-			if d[0] == 0 {
-				return nil, fmt.Errorf("zero byte in differences: %w", rampart.ErrInvalid)
+			if d.vals[0] == 0 {
+				return fmt.Errorf("zero byte in differences: %w", rampart.ErrInvalid)
 			}
-			o[i] += d[0]
-			d = d[1:]
+			o[i] += d.vals[0]
+			d.vals = d.vals[1:]
 			i++
 			run = -1
 		}
 		if err := a.write(o); err != nil {
-			return nil, err
+			return err
 		}
 		a.oldPos += k
 		n -= k
 	}
-	return d, nil
+	return nil
 }
 
 // copy writes the next n body bytes.

@@ -3,6 +3,7 @@ package delta
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -114,15 +115,24 @@ func TestRoundTrip(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			old, nw := synthetic(uint64(len(tt.name)), tt.size, tt.edit)
-			patch := mustEncode(t, old, nw, EncodeOptions{WindowSize: 64 << 10})
-			got, err := apply(t, old, patch)
-			if err != nil {
-				t.Fatalf("Apply() error %v", err)
+			for _, mode := range []int{0, modeStream, modeDict} {
+				patch := mustEncode(t, old, nw, EncodeOptions{WindowSize: 64 << 10, mode: mode})
+				h, err := ParseHeader(patch)
+				if err != nil {
+					t.Fatalf("mode %d: ParseHeader: %v", mode, err)
+				}
+				if mode != 0 && h.Dictionary != (mode == modeDict) {
+					t.Errorf("mode %d: Header.Dictionary = %v", mode, h.Dictionary)
+				}
+				got, err := apply(t, old, patch)
+				if err != nil {
+					t.Fatalf("mode %d: Apply() error %v", mode, err)
+				}
+				if !bytes.Equal(got, nw) {
+					t.Fatalf("mode %d: Apply() = %d bytes, want the %d-byte new image", mode, len(got), len(nw))
+				}
+				t.Logf("mode %d: old %d, new %d, patch %d (dictionary %v)", mode, len(old), len(nw), len(patch), h.Dictionary)
 			}
-			if !bytes.Equal(got, nw) {
-				t.Fatalf("Apply() = %d bytes, want the %d-byte new image", len(got), len(nw))
-			}
-			t.Logf("old %d, new %d, patch %d", len(old), len(nw), len(patch))
 		})
 	}
 }
@@ -142,13 +152,22 @@ func TestSmallChangeGivesSmallPatch(t *testing.T) {
 
 func TestApplyRefuses(t *testing.T) {
 	t.Parallel()
+	for _, mode := range []int{modeStream, modeDict} {
+		t.Run(fmt.Sprint("mode", mode), func(t *testing.T) {
+			t.Parallel()
+			testApplyRefuses(t, mode)
+		})
+	}
+}
+
+func testApplyRefuses(t *testing.T, mode int) {
 	old, nw := synthetic(3, 100<<10, func(r *rand.Rand, b []byte) []byte {
 		for range 50 {
 			b[r.IntN(len(b))] = byte(r.Uint32())
 		}
 		return append(b, "new tail"...)
 	})
-	patch := mustEncode(t, old, nw, EncodeOptions{})
+	patch := mustEncode(t, old, nw, EncodeOptions{mode: mode})
 	otherBase := bytes.Clone(old)
 	otherBase[len(otherBase)/2] ^= 1
 
@@ -208,6 +227,43 @@ type failReader struct{ err error }
 
 func (f *failReader) Read([]byte) (int, error) { return 0, f.err }
 
+// TestDictionaryMode checks when Encode writes dictionary patches and that Apply refuses one
+// whose base image is over MaxDictMemory.
+func TestDictionaryMode(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		old  int64
+		body int
+		want int
+		ok   bool
+	}{{0, 0, MinWindowSize, true}, {1000, 100, 2048, true}, {3 << 20, 1 << 20, 4 << 20, true}, {16 << 20, 1 << 20, 32 << 20, true}, {17 << 20, 0, 0, false}, {24 << 20, 1 << 20, 0, false}, {MaxDictMemory, 0, 0, false}} {
+		w, ok := dictWindow(tt.old, tt.body)
+		if ok != tt.ok || (ok && w != tt.want) {
+			t.Errorf("dictWindow(%d, %d) = %d, %v, want %d, %v", tt.old, tt.body, w, ok, tt.want, tt.ok)
+		}
+	}
+	// Relocated blocks: literal bytes found in the old image make the dictionary patch smaller.
+	old, nw := synthetic(11, 200<<10, func(r *rand.Rand, b []byte) []byte {
+		out := make([]byte, 0, len(b))
+		for range 400 {
+			at := r.IntN(len(b) - 64)
+			out = append(out, b[at:at+r.IntN(64)]...)
+		}
+		return out
+	})
+	if h, _ := ParseHeader(mustEncode(t, old, nw, EncodeOptions{})); !h.Dictionary {
+		t.Errorf("Encode(relocated pieces) did not choose the dictionary patch")
+	}
+	if h, _ := ParseHeader(mustEncode(t, old, nw, EncodeOptions{Streaming: true})); h.Dictionary {
+		t.Errorf("Encode(Streaming: true) wrote a dictionary patch")
+	}
+	big := Header{OldSize: MaxDictMemory, NewSize: 1, Dictionary: true}
+	err := Apply(t.Context(), bytes.NewReader(nil), MaxDictMemory, bytes.NewReader(big.marshal()), io.Discard)
+	if !errors.Is(err, rampart.ErrTooLarge) || !errors.Is(err, rampart.ErrInvalid) {
+		t.Errorf("Apply(dictionary patch for a %d-byte base) error %v, want ErrInvalid and ErrTooLarge", int64(MaxDictMemory), err)
+	}
+}
+
 func TestEncodeOptions(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
@@ -226,9 +282,13 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	if os.Getenv("DELTA_UPDATE_SEEDS") == "" {
 		t.Skip("set DELTA_UPDATE_SEEDS=1 to rewrite testdata/")
 	}
-	for i, size := range []int{0, 100, 3000, 20000} {
-		old, nw := seedPair(uint64(i), size)
-		p := mustEncode(t, old, nw, EncodeOptions{WindowSize: MinWindowSize})
+	for i, size := range []int{0, 100, 3000, 20000, 0, 100, 3000, 20000} {
+		old, nw := seedPair(uint64(i%4), size)
+		mode := modeStream
+		if i >= 4 {
+			mode = modeDict
+		}
+		p := mustEncode(t, old, nw, EncodeOptions{WindowSize: MinWindowSize, mode: mode})
 		name := filepath.Join("testdata", "seed"+string(rune('0'+i))+".patch")
 		if err := os.WriteFile(name, p, 0o644); err != nil {
 			t.Fatal(err)

@@ -1,7 +1,6 @@
 package delta
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -23,7 +22,20 @@ type EncodeOptions struct {
 	// in memory: a larger window finds repeats further back in the new bytes, for a slightly
 	// smaller patch.
 	WindowSize int
+	// Streaming, when set, never writes a dictionary patch, so that Apply streams the old
+	// image whatever its size. Otherwise Encode also tries a dictionary patch when the old
+	// image fits MaxDictMemory (its window is then chosen to cover the old image and the
+	// body, WindowSize does not apply) and keeps the smaller of the two.
+	Streaming bool
+
+	// mode forces one encoding, for tests: 0 keeps the smaller, modeStream or modeDict.
+	mode int
 }
+
+const (
+	modeStream = 1
+	modeDict   = 2
+)
 
 func (o EncodeOptions) window() (int, error) {
 	w := o.WindowSize
@@ -60,32 +72,81 @@ func Encode(ctx context.Context, old io.ReaderAt, oldSize int64, newR io.Reader,
 		return fmt.Errorf("delta encode: new image over %d bytes: %w", int64(MaxImageSize), rampart.ErrTooLarge)
 	}
 	h := Header{OldSize: oldSize, OldSHA256: sha256.Sum256(oldBuf), NewSize: int64(len(newBuf)), NewSHA256: sha256.Sum256(newBuf)}
-	if _, err := patch.Write(h.marshal()); err != nil {
-		return fmt.Errorf("delta encode: write header: %w", err)
-	}
-	zw, err := zstd.NewWriter(patch,
-		zstd.WithEncoderLevel(zstd.SpeedBestCompression),
-		zstd.WithWindowSize(window),
-		zstd.WithEncoderConcurrency(1),
-		zstd.WithEncoderCRC(true))
-	if err != nil {
-		return fmt.Errorf("delta encode: zstd: %w", err)
-	}
-	bw := bufio.NewWriterSize(zw, 64<<10)
 	sa, err := suffixArray(oldBuf)
 	if err != nil {
 		return fmt.Errorf("delta encode: %w", err)
 	}
-	if err := diff(ctx, oldBuf, newBuf, sa, bw); err != nil {
+	var raw bytes.Buffer
+	if err := diff(ctx, oldBuf, newBuf, sa, &raw); err != nil {
 		return fmt.Errorf("delta encode: %w", err)
 	}
-	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("delta encode: write body: %w", err)
+	var body []byte
+	if opts.mode != modeDict {
+		if body, err = compress(raw.Bytes(), window, nil); err != nil {
+			return fmt.Errorf("delta encode: %w", err)
+		}
 	}
-	if err := zw.Close(); err != nil {
+	if dw, ok := dictWindow(oldSize, raw.Len()); opts.mode == modeDict || (opts.mode == 0 && !opts.Streaming && ok) {
+		if !ok {
+			return fmt.Errorf("delta encode: old image too large for a dictionary patch: %w", rampart.ErrInvalid)
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("delta encode: %w", err)
+		}
+		alt, err := compress(raw.Bytes(), dw, oldBuf)
+		if err != nil {
+			return fmt.Errorf("delta encode: %w", err)
+		}
+		if body == nil || len(alt) < len(body) {
+			body, h.Dictionary = alt, true
+		}
+	}
+	if _, err := patch.Write(h.marshal()); err != nil {
+		return fmt.Errorf("delta encode: write header: %w", err)
+	}
+	if _, err := patch.Write(body); err != nil {
 		return fmt.Errorf("delta encode: write body: %w", err)
 	}
 	return nil
+}
+
+// dictWindow returns the zstd window of a dictionary patch whose old image has oldSize bytes
+// and whose uncompressed body has bodySize bytes: the power of two covering both, so that
+// every byte of the old image stays reachable. ok is false when old size + window exceeds
+// MaxDictMemory.
+func dictWindow(oldSize int64, bodySize int) (window int, ok bool) {
+	need := max(oldSize+int64(bodySize), MinWindowSize)
+	if need > MaxDictMemory {
+		return 0, false
+	}
+	window = 1 << bits.Len64(uint64(need-1))
+	return window, oldSize+int64(window) <= MaxDictMemory
+}
+
+// compress returns raw as one zstd frame with the given window, using dict as raw
+// dictionary (ID dictID) when it is not nil.
+func compress(raw []byte, window int, dict []byte) ([]byte, error) {
+	opts := []zstd.EOption{
+		zstd.WithEncoderLevel(zstd.SpeedBestCompression),
+		zstd.WithWindowSize(window),
+		zstd.WithEncoderConcurrency(1),
+		zstd.WithEncoderCRC(true),
+	}
+	if dict != nil {
+		opts = append(opts, zstd.WithEncoderDictRaw(dictID, dict))
+	}
+	var out bytes.Buffer
+	zw, err := zstd.NewWriter(&out, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("zstd: %w", err)
+	}
+	if _, err := zw.Write(raw); err != nil {
+		return nil, fmt.Errorf("zstd: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return nil, fmt.Errorf("zstd: %w", err)
+	}
+	return out.Bytes(), nil
 }
 
 // suffixArray returns the suffix array of data. index/suffixarray builds it in linear time
@@ -190,7 +251,7 @@ const matchBonus = 8
 
 // diff writes the records turning old into nw (the bsdiff 4 algorithm, with an exact-match
 // finder over the suffix array and records written to one stream).
-func diff(ctx context.Context, old, nw []byte, sa []int32, w *bufio.Writer) error {
+func diff(ctx context.Context, old, nw []byte, sa []int32, w *bytes.Buffer) error {
 	rw := recordWriter{w: w}
 	oldSize, newSize := len(old), len(nw)
 	var scan, n, pos, lastScan, lastPos, lastOffset int
@@ -283,10 +344,11 @@ func diff(ctx context.Context, old, nw []byte, sa []int32, w *bufio.Writer) erro
 // recordWriter collects records into blocks, folding a record that neither adds nor copies
 // into the seek of the one before, so that every record but the first makes progress.
 type recordWriter struct {
-	w       *bufio.Writer
+	w       *bytes.Buffer
 	started bool
 	recs    []record
-	diffs   []byte
+	runs    []byte // zero runs of the differences
+	vals    []byte // non-zero differences
 	extra   []byte
 	tmp     [3 * binary.MaxVarintLen64]byte
 }
@@ -304,14 +366,14 @@ func (r *recordWriter) write(oldPart, newPart, extra []byte, seek int64) error {
 	r.started = true
 	for {
 		piece := min(len(newPart), maxAddPiece)
-		if len(r.recs) == maxBlockRecords || len(r.diffs)+2*piece+binary.MaxVarintLen64 > MaxDiffSection {
+		if len(r.recs) == maxBlockRecords || len(r.runs)+len(r.vals)+2*piece+binary.MaxVarintLen64 > MaxDiffSection {
 			if err := r.flush(); err != nil {
 				return err
 			}
 		}
 		last := piece == len(newPart)
 		rec := record{add: uint64(piece)}
-		r.diffs = appendSparse(r.diffs, oldPart[:piece], newPart[:piece])
+		r.runs, r.vals = appendSparse(r.runs, r.vals, oldPart[:piece], newPart[:piece])
 		if last {
 			rec.copy, rec.seek = uint64(len(extra)), seek
 			r.extra = append(r.extra, extra...)
@@ -324,8 +386,9 @@ func (r *recordWriter) write(oldPart, newPart, extra []byte, seek int64) error {
 	}
 }
 
-// appendSparse appends the differences nw-old: zero runs and the non-zero bytes after them.
-func appendSparse(b, old, nw []byte) []byte {
+// appendSparse appends the differences nw-old: zero runs to runs and the non-zero byte after
+// each run to vals.
+func appendSparse(runs, vals, old, nw []byte) ([]byte, []byte) {
 	run := 0
 	for i := range nw {
 		d := nw[i] - old[i]
@@ -333,14 +396,14 @@ func appendSparse(b, old, nw []byte) []byte {
 			run++
 			continue
 		}
-		b = binary.AppendUvarint(b, uint64(run))
-		b = append(b, d)
+		runs = binary.AppendUvarint(runs, uint64(run))
+		vals = append(vals, d)
 		run = 0
 	}
 	if run > 0 {
-		b = binary.AppendUvarint(b, uint64(run))
+		runs = binary.AppendUvarint(runs, uint64(run))
 	}
-	return b
+	return runs, vals
 }
 
 // flush writes the collected records as one block.
@@ -368,15 +431,17 @@ func (r *recordWriter) flush() error {
 			}
 		}
 	}
-	if _, err := r.w.Write(binary.AppendUvarint(r.tmp[:0], uint64(len(r.diffs)))); err != nil {
-		return err
-	}
-	if _, err := r.w.Write(r.diffs); err != nil {
-		return err
+	for _, sec := range [][]byte{r.runs, r.vals} {
+		if _, err := r.w.Write(binary.AppendUvarint(r.tmp[:0], uint64(len(sec)))); err != nil {
+			return err
+		}
+		if _, err := r.w.Write(sec); err != nil {
+			return err
+		}
 	}
 	if _, err := r.w.Write(r.extra); err != nil {
 		return err
 	}
-	r.recs, r.diffs, r.extra = r.recs[:0], r.diffs[:0], r.extra[:0]
+	r.recs, r.runs, r.vals, r.extra = r.recs[:0], r.runs[:0], r.vals[:0], r.extra[:0]
 	return nil
 }
