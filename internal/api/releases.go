@@ -126,6 +126,9 @@ func (h *Handler) getRelease(w http.ResponseWriter, r *http.Request, _ access.Pr
 // uploadArtifact streams the request body into the blob store: nothing is buffered, and
 // Content-Length (and the optional sha256 query parameter) are checked against what arrives.
 func (h *Handler) uploadArtifact(w http.ResponseWriter, r *http.Request, p access.Principal) error {
+	// A multi-GB image over a slow link takes longer than the server's read timeout, which
+	// is there for ordinary requests; this one may take as long as the body keeps coming.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 	q := r.URL.Query()
 	role, err := release.ParseRole(q.Get("role"))
 	if err != nil {

@@ -349,6 +349,8 @@ func (h *Handler) serveArtifact(w http.ResponseWriter, r *http.Request, digest s
 		return nil
 	}
 	defer dl.Object.Close()
+	// A large image to a slow device outlasts the server's write timeout; let it run.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
 	info := dl.Object.Info()
 	w.Header().Set("ETag", `"`+info.Digest+`"`)
 	w.Header().Set("Content-Type", "application/octet-stream")
