@@ -169,6 +169,10 @@ func (s *Service) enrollNewKey(ctx context.Context, d *Device, req EnrollRequest
 	d.AuthGeneration++
 	d.Status = StatusPending
 	if tok != nil {
+		// The token admits the device again, and that costs one of its uses.
+		if err := s.store.ConsumeEnrollToken(ctx, tok.ID, now); err != nil {
+			return nil, fmt.Errorf("enroll %s with new key: %w", d.ID, err)
+		}
 		d.Status = StatusAccepted
 	}
 	d.UpdatedAt = now

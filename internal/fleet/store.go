@@ -13,6 +13,9 @@ type Store interface {
 	// enrollment token in the same transaction, failing with ErrConflict when the token is
 	// revoked, expired at now, or used up; then nothing is written.
 	CreateDevice(ctx context.Context, d *Device, consumeToken string, now time.Time) error
+	// ConsumeEnrollToken takes one use of a token on its own (re-admitting a known device),
+	// with the same conditions as CreateDevice.
+	ConsumeEnrollToken(ctx context.Context, id string, now time.Time) error
 	Device(ctx context.Context, id string) (*Device, error)
 	// DeviceAuthState reads only what a check-in needs of a device: the hot path's one read.
 	DeviceAuthState(ctx context.Context, id string) (*AuthState, error)

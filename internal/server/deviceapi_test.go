@@ -305,3 +305,28 @@ func manyAttrs(n int) []byte {
 	b, _ := json.Marshal(nativeproto.CheckInRequest{Attributes: m})
 	return b
 }
+
+// TestReadmissionSpendsTokenUse: a device whose key was revoked comes back with a new key
+// and an enrollment token; that admission costs one of the token's uses like a new device.
+func TestReadmissionSpendsTokenUse(t *testing.T) {
+	t.Parallel()
+	ts := newTestServer(t)
+	d := newFakeDevice(t, "READMIT-1")
+	if code, _ := d.enroll(t, ts, ts.enrollToken(t, 1, "")); code != 200 {
+		t.Fatal("enroll")
+	}
+	ts.mgmt(t, "POST", "/devices/"+d.id+"/revoke-key", nil, nil)
+	single := ts.enrollToken(t, 1, "")
+	again := newFakeDevice(t, "READMIT-1")
+	if code, res := again.enroll(t, ts, single); code != 200 || res.Status != "accepted" {
+		t.Fatalf("re-admission with a token = %d %+v", code, res)
+	}
+	ts.mgmt(t, "POST", "/devices/"+d.id+"/revoke-key", nil, nil)
+	third := newFakeDevice(t, "READMIT-1")
+	if code, res := third.enroll(t, ts, single); code != 202 && code != 401 && code != 409 {
+		t.Errorf("second re-admission with the used-up token = %d %+v; want it refused or left pending", code, res)
+	}
+	if dev := ts.device(t, d.id); dev.Status == "accepted" && !dev.KeyRevoked && dev.KeyFingerprint != "" && third.token != "" {
+		t.Errorf("used-up token re-admitted the device: %+v", dev)
+	}
+}

@@ -120,6 +120,17 @@ func scanDevice(sc scanner) (*fleet.Device, error) {
 	return &d, nil
 }
 
+// ConsumeEnrollToken takes one use of an enrollment token that is neither revoked, expired
+// at now, nor used up; otherwise it fails with ErrConflict.
+func (s *Store) ConsumeEnrollToken(ctx context.Context, id string, now time.Time) error {
+	res, err := s.db.ExecContext(ctx, s.q(`UPDATE enroll_tokens SET uses = uses + 1
+		WHERE id = ? AND revoked_at = 0 AND expires_at > ? AND uses < max_uses`), id, unixNanos(now))
+	if err != nil {
+		return fmt.Errorf("consume enrollment token %s: %w", id, err)
+	}
+	return mustAffect(res, fmt.Errorf("enrollment token %s is unknown, revoked, expired or used up: %w", id, rampart.ErrConflict))
+}
+
 // CreateDevice inserts d and, when consumeToken is set, takes one use of that enrollment
 // token in the same transaction.
 func (s *Store) CreateDevice(ctx context.Context, d *fleet.Device, consumeToken string, now time.Time) error {

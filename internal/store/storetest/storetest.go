@@ -36,6 +36,7 @@ func Run(t *testing.T, open func(t *testing.T) *sqlstore.Store) {
 		{"DeviceConflicts", testDeviceConflicts},
 		{"UpdateDevice", testUpdateDevice},
 		{"TokenConsumption", testTokenConsumption},
+		{"ConsumeEnrollToken", testConsumeEnrollToken},
 		{"EnrollTokens", testEnrollTokens},
 		{"APITokens", testAPITokens},
 		{"ListDevices", testListDevices},

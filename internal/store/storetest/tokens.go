@@ -147,3 +147,19 @@ func testEnrollTokens(t *testing.T, s *sqlstore.Store) {
 		t.Errorf("EnrollToken(a) after revoking = %+v, %v, want RevokedAt %v and unusable", got, err, revoked)
 	}
 }
+
+func testConsumeEnrollToken(t *testing.T, s *sqlstore.Store) {
+	ctx := t.Context()
+	tok := &fleet.EnrollToken{ID: "et_standalone", Hash: "h-standalone", MaxUses: 1, ExpiresAt: base.Add(time.Hour), CreatedAt: base}
+	if err := s.CreateEnrollToken(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ConsumeEnrollToken(ctx, tok.ID, base); err != nil {
+		t.Fatalf("first use: %v", err)
+	}
+	checkErr(t, "ConsumeEnrollToken(used up)", s.ConsumeEnrollToken(ctx, tok.ID, base), rampart.ErrConflict)
+	checkErr(t, "ConsumeEnrollToken(unknown)", s.ConsumeEnrollToken(ctx, "et_missing", base), rampart.ErrConflict)
+	if got, err := s.EnrollToken(ctx, tok.ID); err != nil || got.Uses != 1 {
+		t.Errorf("uses after consumption = %+v, %v; want 1", got, err)
+	}
+}
