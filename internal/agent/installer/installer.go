@@ -1,0 +1,255 @@
+// Package installer applies a verified update on the device and then commits or undoes it,
+// journaling every step before it is taken so that a power loss at any moment leaves a device
+// that boots a complete image and an agent that knows how to continue.
+//
+// It is for the agent: [AB] (two slots and a bootloader environment), [File] (atomic replace
+// of a file or directory, keeping the previous copy) and [Script] (run a verified script with
+// a timeout). It is not for downloading or verifying images (internal/agent/fetch and
+// tufclient do that; every image handed to an installer is already verified) nor for
+// reporting to the server.
+//
+// The flow is the same for every installer: Install (journal "begin" … "switched"), then, for
+// A/B after the caller has rebooted, Resume, which runs the health check and commits or rolls
+// back. After any crash the agent calls Resume first; it continues or undoes whatever the
+// journal says was in progress.
+package installer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/rampart-iot/rampart/internal/agent/journal"
+)
+
+// Installer installs one update at a time.
+type Installer interface {
+	// Install applies u, journaling each step in j. It refuses with rampart.ErrConflict while
+	// another update is unfinished in j; the same update continues where it stopped.
+	Install(ctx context.Context, u Update, j *journal.Journal) error
+	// Resume continues what j says is in progress: it finishes an interrupted install, or runs
+	// the health check and commits or rolls back. With nothing in progress it reports the
+	// journal's last outcome (or OutcomeNone).
+	Resume(ctx context.Context, j *journal.Journal) (Result, error)
+	// Commit makes the installed update permanent.
+	Commit(ctx context.Context, j *journal.Journal) error
+	// Rollback undoes the update in progress.
+	Rollback(ctx context.Context, j *journal.Journal) error
+}
+
+// Update is what to install.
+type Update struct {
+	// Deployment identifies the update in the journal and in reports.
+	Deployment string
+	// Image is the path of the verified artifact.
+	Image string
+	// SHA256 is the hex digest Image was verified against; empty skips the re-check.
+	SHA256 string
+}
+
+// Journal steps. A step is appended (and fsynced) once it is done.
+const (
+	StepBegin      = "begin"       // the update starts; Data says where from and to
+	StepWritten    = "written"     // the new content is written and fsynced where it will run
+	StepSwitched   = "switched"    // the device now runs (or boots) the new content, on trial
+	StepCommitted  = "committed"   // the health check passed; the update is permanent
+	StepRolledBack = "rolled-back" // the previous content is back
+	StepFailed     = "failed"      // the install stopped before switching; nothing changed
+	// StepRollingBack starts a rollback that takes several steps (File); Resume finishes it.
+	StepRollingBack = "rolling-back"
+)
+
+// terminal reports whether step ends an update.
+func terminal(step string) bool {
+	return step == StepCommitted || step == StepRolledBack || step == StepFailed
+}
+
+// Outcome is where an update stands after Resume.
+type Outcome int
+
+// Outcomes of Resume.
+const (
+	OutcomeNone       Outcome = iota // no update in the journal
+	OutcomeInstalled                 // installed, waiting for a reboot (Result.Reboot) or commit
+	OutcomeCommitted                 // the update is permanent
+	OutcomeRolledBack                // the previous content is back (after Result.Reboot, if set)
+	OutcomeFailed                    // the install failed before switching; nothing changed
+)
+
+// String returns the outcome's name as reported to the server ("committed", …).
+func (o Outcome) String() string {
+	switch o {
+	case OutcomeNone:
+		return "none"
+	case OutcomeInstalled:
+		return "installed"
+	case OutcomeCommitted:
+		return "committed"
+	case OutcomeRolledBack:
+		return "rolled-back"
+	case OutcomeFailed:
+		return "failed"
+	}
+	return fmt.Sprintf("Outcome(%d)", int(o))
+}
+
+// Result is what Resume did.
+type Result struct {
+	// Outcome is where the update stands.
+	Outcome Outcome
+	// Deployment is the update concerned.
+	Deployment string
+	// Reboot asks the caller to reboot now (into the new slot, or back into the old one).
+	Reboot bool
+	// Reason says why an update failed or rolled back, with a bounded log excerpt.
+	Reason string
+}
+
+// HealthCheck decides whether the updated device works; nil error means healthy.
+type HealthCheck func(ctx context.Context) error
+
+// DefaultHealthTimeout bounds a health check when no timeout is configured.
+const DefaultHealthTimeout = 5 * time.Minute
+
+// maxLog bounds a log excerpt kept for a report.
+const maxLog = 4 << 10
+
+// Commands returns a HealthCheck that runs each command (argv) in turn; the first that fails
+// fails the check, with the end of its output in the error.
+func Commands(cmds ...[]string) HealthCheck {
+	return func(ctx context.Context) error {
+		for _, argv := range cmds {
+			if len(argv) == 0 {
+				continue
+			}
+			out := &tailBuffer{max: maxLog}
+			cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+			cmd.Stdout, cmd.Stderr = out, out
+			if err := cmd.Run(); err != nil {
+				return &LogError{Op: "health check " + strings.Join(argv, " "), Log: out.String(), Err: err}
+			}
+		}
+		return nil
+	}
+}
+
+// runHealth runs check (nil means healthy) with timeout.
+func runHealth(ctx context.Context, check HealthCheck, timeout time.Duration) error {
+	if check == nil {
+		return nil
+	}
+	if timeout <= 0 {
+		timeout = DefaultHealthTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	err := check(ctx)
+	if err == nil && ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	return err
+}
+
+// LogError is a failed command with the end of its output, for the failure report.
+type LogError struct {
+	// Op says what was run.
+	Op string
+	// Log is the last few KiB of its output.
+	Log string
+	// Err is why it failed (exit status, timeout).
+	Err error
+}
+
+// Error returns the operation, the cause and the log excerpt.
+func (e *LogError) Error() string {
+	if e.Log == "" {
+		return e.Op + ": " + e.Err.Error()
+	}
+	return e.Op + ": " + e.Err.Error() + "\n" + e.Log
+}
+
+// Unwrap returns the cause.
+func (e *LogError) Unwrap() error { return e.Err }
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	buf bytes.Buffer
+	max int
+	cut bool
+}
+
+func (b *tailBuffer) Write(p []byte) (int, error) {
+	n := len(p)
+	if len(p) > b.max {
+		p, b.cut = p[len(p)-b.max:], true
+	}
+	if over := b.buf.Len() + len(p) - b.max; over > 0 {
+		b.buf.Next(over)
+		b.cut = true
+	}
+	b.buf.Write(p)
+	return n, nil
+}
+
+func (b *tailBuffer) String() string {
+	if b.cut {
+		return "…" + b.buf.String()
+	}
+	return b.buf.String()
+}
+
+// reason is an error as a bounded report text.
+func reason(err error) string {
+	s := err.Error()
+	if len(s) > 2*maxLog {
+		s = s[:2*maxLog] + "…"
+	}
+	return s
+}
+
+// current returns the "begin" entry and the last entry of the update in progress; inProgress
+// is false when the journal is empty or its last step ends an update.
+func current(j *journal.Journal) (begin, last journal.Entry, inProgress bool, err error) {
+	es := j.Entries()
+	if len(es) == 0 {
+		return begin, last, false, nil
+	}
+	last = es[len(es)-1]
+	if terminal(last.Step) {
+		return begin, last, false, nil
+	}
+	for i := len(es) - 1; i >= 0; i-- {
+		if es[i].Step == StepBegin {
+			return es[i], last, true, nil
+		}
+	}
+	return begin, last, false, errNoBegin
+}
+
+// finished is the Result of a journal whose last step ends an update (or that is empty).
+func finished(last journal.Entry) Result {
+	r := Result{Deployment: last.Deployment, Reason: last.Data["reason"]}
+	switch last.Step {
+	case StepCommitted:
+		r.Outcome = OutcomeCommitted
+	case StepRolledBack:
+		r.Outcome = OutcomeRolledBack
+	case StepFailed:
+		r.Outcome = OutcomeFailed
+	}
+	return r
+}
+
+// errNoBegin is a journal whose update in progress has no "begin" entry: only possible if
+// the journal was edited, since "begin" is written first.
+var errNoBegin = errors.New("journal has steps but no begin")
+
+var (
+	_ Installer = (*AB)(nil)
+	_ Installer = (*File)(nil)
+	_ Installer = (*Script)(nil)
+)
