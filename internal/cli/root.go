@@ -52,7 +52,7 @@ func newRoot(e *env) *cobra.Command {
 	root.SetIn(e.stdin)
 	root.SetOut(e.stdout)
 	root.SetErr(e.stderr)
-	root.AddCommand(newServerCmd(e), newAgentCmd(e), newAdminCmd(e), newTUFCmd(e), newVersionCmd(e))
+	root.AddCommand(newServerCmd(e), newAgentCmd(e), newAdminCmd(e), newTUFCmd(e), newSimCmd(e), newVersionCmd(e))
 	addFleetCommands(root, e)
 	return root
 }
