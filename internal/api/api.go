@@ -6,6 +6,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -96,15 +97,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	}}))
 }
 
-var errNoRoute error = &kindError{"no such endpoint", rampart.ErrNotFound}
-
-type kindError struct {
-	msg  string
-	kind error
-}
-
-func (e *kindError) Error() string { return e.msg }
-func (e *kindError) Unwrap() error { return e.kind }
+var errNoRoute error = fmt.Errorf("no such endpoint: %w", rampart.ErrNotFound)
 
 // serve authenticates the caller, checks the route's permission, and is the one place this
 // transport turns errors into responses.
@@ -127,9 +120,9 @@ func (h *Handler) serve(rt Route) http.Handler {
 }
 
 func (h *Handler) call(w http.ResponseWriter, r *http.Request, rt Route) error {
-	tok, ok := bearer(r.Header.Get("Authorization"))
+	tok, ok := jsonhttp.BearerToken(r.Header.Get("Authorization"))
 	if !ok {
-		return &kindError{"missing API token (Authorization: Bearer rmp_...)", rampart.ErrUnauthorized}
+		return fmt.Errorf("missing API token (Authorization: Bearer rmp_...): %w", rampart.ErrUnauthorized)
 	}
 	p, err := h.access.Authenticate(r.Context(), tok)
 	if err != nil {
@@ -143,18 +136,10 @@ func (h *Handler) call(w http.ResponseWriter, r *http.Request, rt Route) error {
 	if !rt.Raw && r.Method != http.MethodGet && r.Method != http.MethodDelete && r.ContentLength != 0 {
 		// Form posts are refused outright so a browser can never drive the API cross-site.
 		if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
-			return &kindError{"content type must be application/json", jsonhttp.ErrUnsupportedType}
+			return fmt.Errorf("content type must be application/json: %w", jsonhttp.ErrUnsupportedType)
 		}
 	}
 	return rt.fn(w, r, p)
-}
-
-func bearer(v string) (string, bool) {
-	scheme, tok, ok := strings.Cut(v, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	return strings.TrimSpace(tok), true
 }
 
 func statusOf(err error) int {
@@ -203,7 +188,7 @@ func limitParam(r *http.Request) (int, error) {
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 1 {
-		return 0, &kindError{"limit must be a positive integer", rampart.ErrInvalid}
+		return 0, fmt.Errorf("limit must be a positive integer: %w", rampart.ErrInvalid)
 	}
 	return n, nil
 }
@@ -403,7 +388,7 @@ func parseTTL(s string, required bool) (time.Duration, error) {
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d <= 0 {
-		return 0, &kindError{"ttl must be a positive duration such as 24h or 90m", rampart.ErrInvalid}
+		return 0, fmt.Errorf("ttl must be a positive duration such as 24h or 90m: %w", rampart.ErrInvalid)
 	}
 	return d, nil
 }

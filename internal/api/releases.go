@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -138,7 +139,7 @@ func (h *Handler) uploadArtifact(w http.ResponseWriter, r *http.Request, p acces
 	if v := q.Get("size"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
-			return &kindError{"size must be a non-negative integer", rampart.ErrInvalid}
+			return fmt.Errorf("size must be a non-negative integer: %w", rampart.ErrInvalid)
 		}
 		size = n
 	}

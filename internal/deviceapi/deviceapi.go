@@ -1,18 +1,10 @@
-// Package deviceapi holds what every device-facing protocol shares: bearer-token device
-// authentication and the request context that carries the authenticated device. The
+// Package deviceapi holds what every device-facing protocol shares: the request context that
+// carries the authenticated device. The
 // protocols themselves live in subpackages (native/, later hawkbit/ and mender/) and adapt
 // their wire shapes to the same fleet services. It holds no protocol and no routes.
 package deviceapi
 
-import (
-	"context"
-	"strings"
-)
-
-// TokenVerifier resolves a device bearer token to a device ID; fleet.Service implements it.
-type TokenVerifier interface {
-	VerifyToken(ctx context.Context, token string) (string, error)
-}
+import "context"
 
 type deviceKey struct{}
 
@@ -27,14 +19,4 @@ func WithDevice(ctx context.Context, deviceID string) context.Context {
 func Device(ctx context.Context) string {
 	id, _ := ctx.Value(deviceKey{}).(string)
 	return id
-}
-
-// BearerToken extracts the token of an "Authorization: Bearer <token>" header value.
-func BearerToken(header string) (string, bool) {
-	scheme, tok, ok := strings.Cut(header, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	tok = strings.TrimSpace(tok)
-	return tok, tok != ""
 }

@@ -1,7 +1,7 @@
 // Package jsonhttp is the strict JSON plumbing Rampart's HTTP transports share: bounded,
 // typed request decoding that refuses unknown fields and wrong content types, response
-// writing, and request IDs. It does not map errors to status codes; each transport does
-// that in one place of its own.
+// writing, bearer-token parsing and request IDs. It does not map errors to status codes;
+// each transport does that in one place of its own.
 package jsonhttp
 
 import (
@@ -15,6 +15,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strings"
 
 	"github.com/rampart-iot/rampart"
 )
@@ -68,6 +69,16 @@ func Write(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v) // the client hung up; nothing left to tell it
+}
+
+// BearerToken extracts the token of an "Authorization: Bearer <token>" header value.
+func BearerToken(header string) (string, bool) {
+	scheme, tok, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	return tok, tok != ""
 }
 
 type requestIDKey struct{}

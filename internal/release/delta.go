@@ -46,18 +46,9 @@ func (s *Service) ComputeDelta(ctx context.Context, id, fromVersion string) (*Ar
 	if err != nil {
 		return nil, fmt.Errorf("delta for %s: %w", id, err)
 	}
-	all, err := s.store.Releases(ctx)
+	base, err := s.store.ReleaseByVersion(ctx, r.Name, fromVersion)
 	if err != nil {
-		return nil, fmt.Errorf("delta for %s: %w", id, err)
-	}
-	var base *Release
-	for _, o := range all {
-		if o.Name == r.Name && o.Version == fromVersion {
-			base = o
-		}
-	}
-	if base == nil {
-		return nil, fmt.Errorf("delta for %s: no release %s %s: %w", id, r.Name, fromVersion, rampart.ErrNotFound)
+		return nil, fmt.Errorf("delta for %s from %s: %w", id, fromVersion, err)
 	}
 	from, err := fullImage(base)
 	if err != nil {

@@ -85,6 +85,7 @@ type Artifact struct {
 type Store interface {
 	CreateRelease(ctx context.Context, r *Release) error
 	Release(ctx context.Context, id string) (*Release, error)
+	ReleaseByVersion(ctx context.Context, name, version string) (*Release, error)
 	Releases(ctx context.Context) ([]*Release, error)
 	// UpdateRelease writes state, notes and the time stamps.
 	UpdateRelease(ctx context.Context, r *Release) error

@@ -263,22 +263,16 @@ func (a *AB) afterFailure(j *journal.Journal, err error) (Result, error) {
 
 // Commit implements [Installer]: the slot on trial becomes the permanent one.
 func (a *AB) Commit(ctx context.Context, j *journal.Journal) error {
-	begin, last, busy, err := current(j)
-	if err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	if !busy && last.Step == StepCommitted {
-		return nil
-	}
-	if !busy || last.Step != StepSwitched {
-		return fmt.Errorf("commit: last step is %q: %w", last.Step, rampart.ErrConflict)
+	begin, ok, err := toCommit(j)
+	if err != nil || !ok {
+		return err
 	}
 	if err := a.o.Env.Set(ctx, map[string]string{bootenv.UpgradeAvailable: "0", bootenv.BootCount: "0"}); err != nil {
 		return fmt.Errorf("commit %s: %w", begin.Deployment, err)
 	}
 	a.fail("commit-env")
-	if err := j.Append(ctx, journal.Entry{Step: StepCommitted, Deployment: begin.Deployment}); err != nil {
-		return fmt.Errorf("commit %s: %w", begin.Deployment, err)
+	if err := journalCommit(ctx, j, begin); err != nil {
+		return err
 	}
 	a.fail("committed")
 	a.log.InfoContext(ctx, "update committed", "deployment", begin.Deployment)
@@ -289,15 +283,9 @@ func (a *AB) Commit(ctx context.Context, j *journal.Journal) error {
 // (the inactive slot is not booted); after it, boot_slot goes back to the old slot and the
 // caller reboots.
 func (a *AB) Rollback(ctx context.Context, j *journal.Journal) error {
-	begin, last, busy, err := current(j)
-	if err != nil {
-		return fmt.Errorf("rollback: %w", err)
-	}
-	if !busy {
-		if last.Step == StepCommitted {
-			return fmt.Errorf("rollback: %s is committed: %w", last.Deployment, rampart.ErrConflict)
-		}
-		return nil
+	begin, ok, err := toRollBack(j)
+	if err != nil || !ok {
+		return err
 	}
 	return a.rollback(ctx, j, begin, "rolled back on request")
 }

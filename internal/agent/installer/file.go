@@ -192,34 +192,19 @@ func (f *File) Resume(ctx context.Context, j *journal.Journal) (Result, error) {
 
 // Commit implements [Installer]. The previous copy stays until the next update.
 func (f *File) Commit(ctx context.Context, j *journal.Journal) error {
-	begin, last, busy, err := current(j)
-	if err != nil {
-		return fmt.Errorf("commit: %w", err)
+	begin, ok, err := toCommit(j)
+	if err != nil || !ok {
+		return err
 	}
-	if !busy && last.Step == StepCommitted {
-		return nil
-	}
-	if !busy || last.Step != StepSwitched {
-		return fmt.Errorf("commit: last step is %q: %w", last.Step, rampart.ErrConflict)
-	}
-	if err := j.Append(ctx, journal.Entry{Step: StepCommitted, Deployment: begin.Deployment}); err != nil {
-		return fmt.Errorf("commit %s: %w", begin.Deployment, err)
-	}
-	return nil
+	return journalCommit(ctx, j, begin)
 }
 
 // Rollback implements [Installer]: Target+".prev" goes back in place (or, if there was no
 // previous copy, Target is removed).
 func (f *File) Rollback(ctx context.Context, j *journal.Journal) error {
-	begin, last, busy, err := current(j)
-	if err != nil {
-		return fmt.Errorf("rollback: %w", err)
-	}
-	if !busy {
-		if last.Step == StepCommitted {
-			return fmt.Errorf("rollback: %s is committed: %w", last.Deployment, rampart.ErrConflict)
-		}
-		return nil
+	begin, ok, err := toRollBack(j)
+	if err != nil || !ok {
+		return err
 	}
 	return f.rollback(ctx, j, begin, "rolled back on request")
 }

@@ -23,6 +23,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rampart-iot/rampart"
+
 	"github.com/rampart-iot/rampart/internal/agent/journal"
 )
 
@@ -228,6 +230,46 @@ func current(j *journal.Journal) (begin, last journal.Entry, inProgress bool, er
 		}
 	}
 	return begin, last, false, errNoBegin
+}
+
+// toCommit finds the update a Commit request is for; ok is false when it is already
+// committed. Only an update that switched (and passed its checks) can be committed.
+func toCommit(j *journal.Journal) (begin journal.Entry, ok bool, err error) {
+	begin, last, busy, err := current(j)
+	if err != nil {
+		return begin, false, fmt.Errorf("commit: %w", err)
+	}
+	if !busy && last.Step == StepCommitted {
+		return begin, false, nil
+	}
+	if !busy || last.Step != StepSwitched {
+		return begin, false, fmt.Errorf("commit: last step is %q: %w", last.Step, rampart.ErrConflict)
+	}
+	return begin, true, nil
+}
+
+// journalCommit records that begin's update is committed.
+func journalCommit(ctx context.Context, j *journal.Journal, begin journal.Entry) error {
+	if err := j.Append(ctx, journal.Entry{Step: StepCommitted, Deployment: begin.Deployment}); err != nil {
+		return fmt.Errorf("commit %s: %w", begin.Deployment, err)
+	}
+	return nil
+}
+
+// toRollBack finds the update a Rollback request is for; ok is false when none is in
+// progress (nothing to do), and a committed update cannot be rolled back.
+func toRollBack(j *journal.Journal) (begin journal.Entry, ok bool, err error) {
+	begin, last, busy, err := current(j)
+	if err != nil {
+		return begin, false, fmt.Errorf("rollback: %w", err)
+	}
+	if busy {
+		return begin, true, nil
+	}
+	if last.Step == StepCommitted {
+		return begin, false, fmt.Errorf("rollback: %s is committed: %w", last.Deployment, rampart.ErrConflict)
+	}
+	return begin, false, nil
 }
 
 // finished is the Result of a journal whose last step ends an update (or that is empty).

@@ -118,20 +118,11 @@ func (s *Script) Resume(ctx context.Context, j *journal.Journal) (Result, error)
 
 // Commit implements [Installer].
 func (s *Script) Commit(ctx context.Context, j *journal.Journal) error {
-	begin, last, busy, err := current(j)
-	if err != nil {
-		return fmt.Errorf("commit: %w", err)
+	begin, ok, err := toCommit(j)
+	if err != nil || !ok {
+		return err
 	}
-	if !busy && last.Step == StepCommitted {
-		return nil
-	}
-	if !busy || last.Step != StepSwitched {
-		return fmt.Errorf("commit: last step is %q: %w", last.Step, rampart.ErrConflict)
-	}
-	if err := j.Append(ctx, journal.Entry{Step: StepCommitted, Deployment: begin.Deployment}); err != nil {
-		return fmt.Errorf("commit %s: %w", begin.Deployment, err)
-	}
-	return nil
+	return journalCommit(ctx, j, begin)
 }
 
 // Rollback implements [Installer]. A script that ran cannot be undone: that is

@@ -6,6 +6,7 @@ package native
 import (
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -58,7 +59,7 @@ func (h *Handler) Routes(mux *http.ServeMux) {
 	mux.Handle("GET "+nativeproto.PathTUFMetadata+"{name}", h.authed(h.tufMetadata))
 	mux.Handle("GET "+nativeproto.PathTUFTargets+"{path...}", h.authed(h.tufTarget))
 	mux.Handle(nativeproto.Prefix+"/", h.serve(func(http.ResponseWriter, *http.Request) error {
-		return &kindError{msg: "no such device endpoint (or wrong method)", kind: rampart.ErrNotFound}
+		return fmt.Errorf("no such device endpoint (or wrong method): %w", rampart.ErrNotFound)
 	}))
 }
 
@@ -108,7 +109,7 @@ func statusOf(err error) int {
 // authed requires a valid device bearer token and puts the device in the context.
 func (h *Handler) authed(fn handlerFunc) http.Handler {
 	return h.serve(func(w http.ResponseWriter, r *http.Request) error {
-		tok, ok := deviceapi.BearerToken(r.Header.Get("Authorization"))
+		tok, ok := jsonhttp.BearerToken(r.Header.Get("Authorization"))
 		if !ok {
 			return errNoToken
 		}
@@ -120,26 +121,35 @@ func (h *Handler) authed(fn handlerFunc) http.Handler {
 	})
 }
 
-var errNoToken error = &kindError{msg: "missing bearer token", kind: rampart.ErrUnauthorized}
-
-type kindError struct {
-	msg  string
-	kind error
-}
-
-func (e *kindError) Error() string { return e.msg }
-func (e *kindError) Unwrap() error { return e.kind }
+var errNoToken error = fmt.Errorf("missing bearer token: %w", rampart.ErrUnauthorized)
 
 func signature(r *http.Request, header string) ([]byte, error) {
 	v := r.Header.Get(header)
 	if v == "" {
-		return nil, &kindError{msg: "missing " + header + " header", kind: rampart.ErrUnauthorized}
+		return nil, fmt.Errorf("missing %s header: %w", header, rampart.ErrUnauthorized)
 	}
 	sig, err := base64.StdEncoding.DecodeString(v)
 	if err != nil {
-		return nil, &kindError{msg: header + " is not base64", kind: rampart.ErrUnauthorized}
+		return nil, fmt.Errorf("%s is not base64: %w", header, rampart.ErrUnauthorized)
 	}
 	return sig, nil
+}
+
+// readSigned reads a bounded JSON body signed by the device's key (SignatureHeader) and
+// decodes it into v; the returned fleet.Signed holds the exact bytes the signature covers.
+func readSigned(w http.ResponseWriter, r *http.Request, v any) (fleet.Signed, error) {
+	body, err := jsonhttp.ReadBody(w, r, nativeproto.MaxSmallBody)
+	if err != nil {
+		return fleet.Signed{}, err
+	}
+	sig, err := signature(r, nativeproto.SignatureHeader)
+	if err != nil {
+		return fleet.Signed{}, err
+	}
+	if err := jsonhttp.Unmarshal(body, v); err != nil {
+		return fleet.Signed{}, err
+	}
+	return fleet.Signed{Body: body, Signature: sig}, nil
 }
 
 func (h *Handler) challenge(w http.ResponseWriter, r *http.Request) error {
@@ -152,16 +162,9 @@ func (h *Handler) challenge(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *Handler) enroll(w http.ResponseWriter, r *http.Request) error {
-	body, err := jsonhttp.ReadBody(w, r, nativeproto.MaxSmallBody)
-	if err != nil {
-		return err
-	}
-	sig, err := signature(r, nativeproto.SignatureHeader)
-	if err != nil {
-		return err
-	}
 	var req nativeproto.EnrollRequest
-	if err := jsonhttp.Unmarshal(body, &req); err != nil {
+	signed, err := readSigned(w, r, &req)
+	if err != nil {
 		return err
 	}
 	pub, err := fleet.ParsePublicKey(req.PublicKey)
@@ -174,7 +177,7 @@ func (h *Handler) enroll(w http.ResponseWriter, r *http.Request) error {
 		EnrollToken: req.EnrollmentToken,
 		Attributes:  req.Attributes,
 		Challenge:   req.Challenge,
-		Signed:      fleet.Signed{Body: body, Signature: sig},
+		Signed:      signed,
 	})
 	if err != nil {
 		return err
@@ -200,21 +203,12 @@ func (h *Handler) writeAdmission(w http.ResponseWriter, r *http.Request, a *flee
 }
 
 func (h *Handler) auth(w http.ResponseWriter, r *http.Request) error {
-	body, err := jsonhttp.ReadBody(w, r, nativeproto.MaxSmallBody)
-	if err != nil {
-		return err
-	}
-	sig, err := signature(r, nativeproto.SignatureHeader)
-	if err != nil {
-		return err
-	}
 	var req nativeproto.AuthRequest
-	if err := jsonhttp.Unmarshal(body, &req); err != nil {
+	signed, err := readSigned(w, r, &req)
+	if err != nil {
 		return err
 	}
-	a, err := h.fleet.Authenticate(r.Context(), fleet.AuthRequest{
-		DeviceID: req.DeviceID, Challenge: req.Challenge, Signed: fleet.Signed{Body: body, Signature: sig},
-	})
+	a, err := h.fleet.Authenticate(r.Context(), fleet.AuthRequest{DeviceID: req.DeviceID, Challenge: req.Challenge, Signed: signed})
 	if err != nil {
 		return err
 	}
@@ -223,11 +217,8 @@ func (h *Handler) auth(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *Handler) rotateKey(w http.ResponseWriter, r *http.Request) error {
-	body, err := jsonhttp.ReadBody(w, r, nativeproto.MaxSmallBody)
-	if err != nil {
-		return err
-	}
-	oldSig, err := signature(r, nativeproto.SignatureHeader)
+	var req nativeproto.RotateKeyRequest
+	signed, err := readSigned(w, r, &req)
 	if err != nil {
 		return err
 	}
@@ -235,16 +226,12 @@ func (h *Handler) rotateKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var req nativeproto.RotateKeyRequest
-	if err := jsonhttp.Unmarshal(body, &req); err != nil {
-		return err
-	}
 	pub, err := fleet.ParsePublicKey(req.NewPublicKey)
 	if err != nil {
 		return err
 	}
 	a, err := h.fleet.RotateKey(r.Context(), deviceapi.Device(r.Context()), fleet.RotateKeyRequest{
-		NewKey: pub, Challenge: req.Challenge, Signed: fleet.Signed{Body: body, Signature: oldSig}, NewSignature: newSig,
+		NewKey: pub, Challenge: req.Challenge, Signed: signed, NewSignature: newSig,
 	})
 	if err != nil {
 		return err
@@ -308,7 +295,7 @@ func (h *Handler) events(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if len(req.Events) > fleet.MaxEventsPerCall {
-		return &kindError{msg: "too many events in one report", kind: rampart.ErrTooLarge}
+		return fmt.Errorf("too many events in one report: %w", rampart.ErrTooLarge)
 	}
 	evs := make([]fleet.Event, 0, len(req.Events))
 	for _, e := range req.Events {
@@ -338,7 +325,7 @@ func grantOf(r *http.Request) string {
 
 func (h *Handler) serveArtifact(w http.ResponseWriter, r *http.Request, digest string) error {
 	if h.releases == nil {
-		return &kindError{msg: "artifact downloads are not enabled", kind: rampart.ErrNotFound}
+		return fmt.Errorf("artifact downloads are not enabled: %w", rampart.ErrNotFound)
 	}
 	dl, err := h.releases.OpenForDevice(r.Context(), h.grants, deviceapi.Device(r.Context()), digest, grantOf(r))
 	if err != nil {
@@ -363,7 +350,7 @@ func (h *Handler) serveArtifact(w http.ResponseWriter, r *http.Request, digest s
 // "timestamp.json", "7.snapshot.json", ...).
 func (h *Handler) tufMetadata(w http.ResponseWriter, r *http.Request) error {
 	if h.tuf == nil {
-		return &kindError{msg: "no update metadata here", kind: rampart.ErrNotFound}
+		return fmt.Errorf("no update metadata here: %w", rampart.ErrNotFound)
 	}
 	data, err := h.tuf.Metadata(r.Context(), r.PathValue("name"))
 	if err != nil {
@@ -382,7 +369,7 @@ func (h *Handler) tufTarget(w http.ResponseWriter, r *http.Request) error {
 	base := p[strings.LastIndex(p, "/")+1:]
 	digest, _, ok := strings.Cut(base, ".")
 	if !ok {
-		return &kindError{msg: "target name must be <sha256>.<name>", kind: rampart.ErrNotFound}
+		return fmt.Errorf("target name must be <sha256>.<name>: %w", rampart.ErrNotFound)
 	}
 	return h.serveArtifact(w, r, digest)
 }

@@ -63,14 +63,23 @@ func scanRelease(sc interface{ Scan(...any) error }) (*release.Release, error) {
 
 // Release returns one release with its artifacts.
 func (s *Store) Release(ctx context.Context, id string) (*release.Release, error) {
-	r, err := scanRelease(s.db.QueryRowContext(ctx, s.q(`SELECT `+releaseColumns+` FROM releases WHERE id = ?`), id))
+	return s.releaseWhere(ctx, id, `id = ?`, id)
+}
+
+// ReleaseByVersion returns the release with that name and version.
+func (s *Store) ReleaseByVersion(ctx context.Context, name, version string) (*release.Release, error) {
+	return s.releaseWhere(ctx, name+" "+version, `name = ? AND version = ?`, name, version)
+}
+
+func (s *Store) releaseWhere(ctx context.Context, what, where string, args ...any) (*release.Release, error) {
+	r, err := scanRelease(s.db.QueryRowContext(ctx, s.q(`SELECT `+releaseColumns+` FROM releases WHERE `+where), args...))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("release %s: %w", id, rampart.ErrNotFound)
+		return nil, fmt.Errorf("release %s: %w", what, rampart.ErrNotFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read release %s: %w", id, err)
+		return nil, fmt.Errorf("read release %s: %w", what, err)
 	}
-	if r.Artifacts, err = s.artifacts(ctx, id); err != nil {
+	if r.Artifacts, err = s.artifacts(ctx, r.ID); err != nil {
 		return nil, err
 	}
 	return r, nil

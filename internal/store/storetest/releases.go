@@ -64,6 +64,11 @@ func testReleases(t *testing.T, s *sqlstore.Store) {
 	if all, err := s.Releases(ctx); err != nil || len(all) != 1 || all[0].State != release.Published || len(all[0].Artifacts) != 2 {
 		t.Errorf("Releases = %+v, %v", all, err)
 	}
+	if byVersion, err := s.ReleaseByVersion(ctx, "gw-os", "2.0.1"); err != nil || byVersion.ID != r.ID || len(byVersion.Artifacts) != 2 {
+		t.Errorf("ReleaseByVersion = %+v, %v; want %s with its artifacts", byVersion, err, r.ID)
+	}
+	_, err = s.ReleaseByVersion(ctx, "gw-os", "9.9")
+	checkErr(t, "ReleaseByVersion(missing)", err, rampart.ErrNotFound)
 	_, err = s.Release(ctx, "rel_missing")
 	checkErr(t, "Release(missing)", err, rampart.ErrNotFound)
 	checkErr(t, "UpdateRelease(missing)", s.UpdateRelease(ctx, &release.Release{ID: "rel_missing"}), rampart.ErrNotFound)
