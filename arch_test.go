@@ -41,7 +41,7 @@ func listPackages(t *testing.T) []listedPackage {
 }
 
 // domain packages hold the business rules and must not know transports or databases.
-var domain = []string{"fleet", "access", "filter", "release", "sbom", "tuf", "rollout", "vuln", "detect", "audit", "notify"}
+var domain = []string{"fleet", "access", "filter", "release", "sbom", "tuf", "rollout", "deployment", "vuln", "detect", "audit", "notify"}
 
 // adapters are the packages domain code must never import.
 // The blob and broker interface packages are allowed; their implementations are not.

@@ -52,17 +52,21 @@ const (
 	ManageEnrollment Permission = "enrollment.manage"
 	ManageTokens     Permission = "tokens.manage"
 	ManageReleases   Permission = "releases.manage" // create, upload, publish, withdraw
+	// ManageDeployments covers creating, pausing, resuming, cancelling and rolling back
+	// deployments.
+	ManageDeployments Permission = "deployments.manage"
 )
 
 // matrix lists, per permission, the roles other than admin that hold it.
 var matrix = map[Permission][]Role{
-	ReadFleet:        {Viewer, Operator, Releaser, Security},
-	ManageDevices:    {Operator},
-	RetireDevices:    {Operator, Security},
-	ManageGroups:     {Operator, Releaser},
-	ManageEnrollment: {Operator},
-	ManageTokens:     {},
-	ManageReleases:   {Releaser},
+	ReadFleet:         {Viewer, Operator, Releaser, Security},
+	ManageDevices:     {Operator},
+	RetireDevices:     {Operator, Security},
+	ManageGroups:      {Operator, Releaser},
+	ManageEnrollment:  {Operator},
+	ManageTokens:      {},
+	ManageReleases:    {Releaser},
+	ManageDeployments: {Operator, Releaser},
 }
 
 // Allowed reports whether role holds perm.

@@ -1,6 +1,7 @@
 // Package api serves the management REST API under /api/v1: token authentication, the role
 // check of every route, request decoding and response shapes. Business rules live in the
-// domain services it calls (fleet, access); this package only adapts HTTP to them.
+// domain services it calls (fleet, access, release, deployment); this package only adapts
+// HTTP to them.
 package api
 
 import (
@@ -15,6 +16,7 @@ import (
 
 	"github.com/rampart-iot/rampart"
 	"github.com/rampart-iot/rampart/internal/access"
+	"github.com/rampart-iot/rampart/internal/deployment"
 	"github.com/rampart-iot/rampart/internal/fleet"
 	"github.com/rampart-iot/rampart/internal/jsonhttp"
 	"github.com/rampart-iot/rampart/internal/release"
@@ -28,15 +30,17 @@ const maxBody = 1 << 20
 
 // Handler serves the management API.
 type Handler struct {
-	fleet    *fleet.Service
-	access   *access.Service
-	releases *release.Service
-	log      *slog.Logger
+	fleet       *fleet.Service
+	access      *access.Service
+	releases    *release.Service
+	deployments *deployment.Service
+	log         *slog.Logger
+	now         func() time.Time
 }
 
 // New returns a Handler.
-func New(f *fleet.Service, a *access.Service, rel *release.Service, log *slog.Logger) *Handler {
-	return &Handler{fleet: f, access: a, releases: rel, log: log}
+func New(f *fleet.Service, a *access.Service, rel *release.Service, deps *deployment.Service, log *slog.Logger) *Handler {
+	return &Handler{fleet: f, access: a, releases: rel, deployments: deps, log: log, now: time.Now}
 }
 
 // Route is one management endpoint and the permission it needs ("" = any valid token).
@@ -84,6 +88,16 @@ func (h *Handler) Routes() []Route {
 		{"POST", "/releases/{id}/delta", access.ManageReleases, h.computeDelta, false},
 		{"POST", "/releases/{id}/publish", access.ManageReleases, h.publishRelease, false},
 		{"POST", "/releases/{id}/withdraw", access.ManageReleases, h.withdrawRelease, false},
+		{"GET", "/deployments", access.ReadFleet, h.listDeployments, false},
+		{"POST", "/deployments", access.ManageDeployments, h.createDeployment, false},
+		{"GET", "/deployments/{id}", access.ReadFleet, h.getDeployment, false},
+		{"GET", "/deployments/{id}/devices", access.ReadFleet, h.deploymentDevices, false},
+		{"GET", "/deployments/{id}/events", access.ReadFleet, h.deploymentEvents, false},
+		{"POST", "/deployments/{id}/pause", access.ManageDeployments, h.controlDeployment("pause"), false},
+		{"POST", "/deployments/{id}/resume", access.ManageDeployments, h.controlDeployment("resume"), false},
+		{"POST", "/deployments/{id}/cancel", access.ManageDeployments, h.controlDeployment("cancel"), false},
+		{"POST", "/deployments/{id}/rollback", access.ManageDeployments, h.rollbackDeployment, false},
+		{"GET", "/metrics/delivery", access.ReadFleet, h.deliveryMetrics, false},
 	}
 }
 

@@ -8,10 +8,11 @@ import (
 )
 
 // addFleetCommands adds the command groups that manage a running server through its
-// management API: device, group, enroll-token and token. Each group carries the shared
-// connection and output flags (--server, --token, --config, -o).
+// management API: device, group, enroll-token, token, release, rollout and metrics. Each
+// group carries the shared connection and output flags (--server, --token, --config, -o).
 func addFleetCommands(root *cobra.Command, e *env) {
-	root.AddCommand(newDeviceCmd(e), newGroupCmd(e), newEnrollTokenCmd(e), newTokenCmd(e), newReleaseCmd(e))
+	root.AddCommand(newDeviceCmd(e), newGroupCmd(e), newEnrollTokenCmd(e), newTokenCmd(e), newReleaseCmd(e),
+		newRolloutCmd(e), newMetricsCmd(e))
 }
 
 // newCommandGroup returns a command group. Run without a subcommand it prints its help; with an

@@ -232,6 +232,7 @@ func (f *fakeAPI) routes(mux *http.ServeMux) {
 	mux.HandleFunc("DELETE "+p+"/tokens/{id}", func(w http.ResponseWriter, r *http.Request) {
 		notFound(w, "API token "+r.PathValue("id"))
 	})
+	rolloutRoutes(mux)
 }
 
 // page serves the devices in pages, the cursor being the index of the first device.

@@ -53,6 +53,8 @@ type Server struct {
 	DeviceTokenTTL time.Duration
 	AuthCacheTTL   time.Duration
 	SeenFlush      time.Duration
+	// SchedulerInterval is how often the deployment scheduler evaluates wave gates.
+	SchedulerInterval time.Duration
 }
 
 // ServerFlags registers the server's flags, with their defaults, and returns the Config
@@ -76,6 +78,7 @@ func ServerFlags(fs *pflag.FlagSet) *Server {
 	fs.DurationVar(&c.DeviceTokenTTL, "device-token-ttl", time.Hour, "lifetime of device bearer tokens")
 	fs.DurationVar(&c.AuthCacheTTL, "auth-cache-ttl", 5*time.Minute, "how long device admission state stays cached (other replicas' changes arrive through the change feed within a second)")
 	fs.DurationVar(&c.SeenFlush, "seen-flush", 2*time.Second, "how often buffered last-seen times are written")
+	fs.DurationVar(&c.SchedulerInterval, "scheduler-interval", 2*time.Second, "how often the deployment scheduler evaluates waves, gates and deadlines")
 	return c
 }
 
@@ -108,7 +111,7 @@ func (c *Server) validate() error {
 	}
 	for name, d := range map[string]time.Duration{
 		"poll interval": c.PollInterval, "device token ttl": c.DeviceTokenTTL,
-		"auth cache ttl": c.AuthCacheTTL, "seen flush": c.SeenFlush,
+		"auth cache ttl": c.AuthCacheTTL, "seen flush": c.SeenFlush, "scheduler interval": c.SchedulerInterval,
 	} {
 		if d <= 0 {
 			return invalid("%s must be positive", name)

@@ -20,12 +20,28 @@ type WorkSource interface {
 	PendingWork(ctx context.Context, deviceID string) ([]Work, error)
 }
 
-// Work is one piece of pending work for a device.
+// Work is one piece of pending work for a device: an update to take.
 type Work struct {
-	ID      string
-	Kind    string
+	ID      string // the deployment
+	Kind    string // "update"
 	Release string
 	Version string
+	// Action is forced, soft or download-only; a soft update may wait until InstallBy.
+	Action    string
+	InstallBy time.Time
+	// Artifact is what to install; Deltas are patches to it from earlier versions.
+	Artifact *WorkArtifact
+	Deltas   []WorkArtifact
+}
+
+// WorkArtifact is one TUF target of a piece of work, with the device's download grant.
+type WorkArtifact struct {
+	Path      string
+	Role      string
+	SHA256    string
+	Size      int64
+	DeltaFrom string
+	Grant     string
 }
 
 // Options configures a Service.
@@ -111,6 +127,10 @@ func NewService(o Options) (*Service, error) {
 }
 
 // PollInterval is the check-in interval suggested to devices.
+// SetWorkSource sets where check-ins find pending work. Call it before serving devices; the
+// composition root needs it because the work source (deployments) itself depends on the fleet.
+func (s *Service) SetWorkSource(w WorkSource) { s.work = w }
+
 func (s *Service) PollInterval() time.Duration { return s.pollInterval }
 
 func (s *Service) newID(prefix string) (string, error) {

@@ -29,6 +29,9 @@ const (
 	// serves TUF targets (with a download grant, as an artifact).
 	PathTUFMetadata = Prefix + "/tuf/metadata/"
 	PathTUFTargets  = Prefix + "/tuf/targets/"
+	// PathDeployments + deployment ID + "/status" takes a device's status report for one
+	// piece of work (POST, StatusReport → StatusAnswer).
+	PathDeployments = Prefix + "/deployments/"
 )
 
 // GrantHeader carries a download grant when the URL cannot (TUF target fetches).
@@ -121,12 +124,57 @@ type CheckInResponse struct {
 	Work            []Work `json:"work"`
 }
 
-// Work is one piece of pending work; deployments fill it in.
+// Work kinds.
+const (
+	// WorkUpdate asks the device to fetch and install (or only download) a release.
+	WorkUpdate = "update"
+)
+
+// Work is one piece of pending work: an update the device should take.
 type Work struct {
-	ID      string `json:"id"`
-	Kind    string `json:"kind"`
+	// ID is the deployment's ID; status reports go to PathDeployments + ID + "/status".
+	ID   string `json:"id"`
+	Kind string `json:"kind"`
+	// Release and Version name the release to install.
 	Release string `json:"release,omitempty"`
 	Version string `json:"version,omitempty"`
+	// Action is "forced", "soft" (the device may defer until InstallBy) or "download-only"
+	// (stage the artifact and report success once it is downloaded).
+	Action    string    `json:"action,omitempty"`
+	InstallBy time.Time `json:"install_by,omitzero"`
+	// Artifact is the TUF target to install; Deltas are patches to it the device may use.
+	Artifact *WorkArtifact  `json:"artifact,omitempty"`
+	Deltas   []WorkArtifact `json:"deltas,omitempty"`
+}
+
+// WorkArtifact is one TUF target of a piece of work with the device's download grant for it.
+type WorkArtifact struct {
+	// Path is the TUF target path; the device checks it against signed metadata.
+	Path   string `json:"path"`
+	Role   string `json:"role"`
+	SHA256 string `json:"sha256"`
+	Size   int64  `json:"size"`
+	// DeltaFrom is the version a delta applies to.
+	DeltaFrom string `json:"delta_from,omitempty"`
+	// Grant is sent with the download (GrantHeader or ?grant=).
+	Grant string `json:"grant"`
+}
+
+// StatusReport is the body of POST PathDeployments + ID + "/status".
+type StatusReport struct {
+	// State is one of downloading, downloaded, installing, rebooting, verifying, success,
+	// failure, rolled-back.
+	State string `json:"state"`
+	// Seq increases with every report the device sends for the deployment.
+	Seq uint64 `json:"seq"`
+	// Log is an excerpt of the device's log; kept with failure and rolled-back.
+	Log string `json:"log,omitempty"`
+}
+
+// StatusAnswer answers a status report with the state the server holds for the device. A
+// device that has not started installing stops when it reads "cancelled" or "timed-out".
+type StatusAnswer struct {
+	State string `json:"state"`
 }
 
 // Inventory is the body of PUT /inventory.

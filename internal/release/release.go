@@ -213,6 +213,18 @@ func (s *Service) Release(ctx context.Context, id string) (*Release, error) {
 	return r, nil
 }
 
+// ReleaseByVersion returns the release with the given name and version.
+func (s *Service) ReleaseByVersion(ctx context.Context, name, version string) (*Release, error) {
+	if err := checkName("release name", name, 128); err != nil {
+		return nil, err
+	}
+	if err := checkName("version", version, 64); err != nil {
+		return nil, err
+	}
+	// The store's errors already name the release.
+	return s.store.ReleaseByVersion(ctx, name, version)
+}
+
 // Releases lists every release.
 func (s *Service) Releases(ctx context.Context) ([]*Release, error) {
 	rs, err := s.store.Releases(ctx)

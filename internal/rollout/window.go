@@ -2,6 +2,8 @@ package rollout
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/rampart-iot/rampart"
@@ -122,4 +124,216 @@ func containsDay(days []time.Weekday, d time.Weekday) bool {
 		}
 	}
 	return false
+}
+
+// maxWindowText bounds the text ParseWindows reads.
+const maxWindowText = 4096
+
+// dayNames are the weekday names ParseWindow reads (also in full, any case) and String writes.
+var dayNames = [7]string{"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"}
+
+// weekOrder lists the weekdays from Monday, the order in which day lists are written and day
+// ranges run.
+var weekOrder = [7]time.Weekday{time.Monday, time.Tuesday, time.Wednesday, time.Thursday, time.Friday, time.Saturday, time.Sunday}
+
+// String returns w in the form ParseWindow reads: "Mon-Fri 02:00-04:00", "Sat,Sun 22:00-06:00",
+// or "01:00-05:00" for every day. Days are written Monday first, runs of three or more as a
+// range.
+func (w Window) String() string {
+	span := clock(w.Start) + "-" + clock(w.End)
+	if len(w.Days) == 0 {
+		return span
+	}
+	var in [7]bool
+	for _, d := range w.Days {
+		if d >= time.Sunday && d <= time.Saturday {
+			in[d] = true
+		}
+	}
+	var parts []string
+	for i := 0; i < 7; {
+		if !in[weekOrder[i]] {
+			i++
+			continue
+		}
+		j := i
+		for j+1 < 7 && in[weekOrder[j+1]] {
+			j++
+		}
+		switch {
+		case j-i >= 2:
+			parts = append(parts, dayNames[weekOrder[i]]+"-"+dayNames[weekOrder[j]])
+		default:
+			for k := i; k <= j; k++ {
+				parts = append(parts, dayNames[weekOrder[k]])
+			}
+		}
+		i = j + 1
+	}
+	return strings.Join(parts, ",") + " " + span
+}
+
+// clock writes a time of day as HH:MM (24:00 for the end of the day).
+func clock(d time.Duration) string {
+	return fmt.Sprintf("%02d:%02d", int(d/time.Hour), int(d%time.Hour/time.Minute))
+}
+
+// String returns ws in the form ParseWindows reads, one window per "; "-separated part.
+func (ws Windows) String() string {
+	parts := make([]string, len(ws))
+	for i, w := range ws {
+		parts[i] = w.String()
+	}
+	return strings.Join(parts, "; ")
+}
+
+// ParseWindows reads maintenance windows separated by ';', each in the form ParseWindow reads:
+//
+//	Mon-Fri 02:00-04:00; Sat,Sun 22:00-06:00
+//
+// Empty text (or only spaces) means no windows: always open. The windows are validated;
+// errors wrap rampart.ErrInvalid.
+func ParseWindows(s string) (Windows, error) {
+	if len(s) > maxWindowText {
+		return nil, fmt.Errorf("windows: %d bytes, at most %d: %w", len(s), maxWindowText, rampart.ErrInvalid)
+	}
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	var ws Windows
+	for i, part := range strings.Split(s, ";") {
+		if i >= MaxWindows {
+			return nil, fmt.Errorf("windows: more than %d: %w", MaxWindows, rampart.ErrInvalid)
+		}
+		w, err := ParseWindow(part)
+		if err != nil {
+			return nil, fmt.Errorf("windows: %w", err)
+		}
+		ws = append(ws, w)
+	}
+	if err := ws.Validate(); err != nil {
+		return nil, err
+	}
+	return ws, nil
+}
+
+// ParseWindow reads one maintenance window: optional days, then the local opening and closing
+// times.
+//
+//	02:00-04:00                 every day
+//	Mon-Fri 02:00-04:00         weekdays (a range runs forward and may wrap: Fri-Mon)
+//	Sat,Sun 22:00-06:00         closes at 06:00 on the next day
+//	mon,wednesday 00:00-24:00   names in any case, abbreviated or in full
+//
+// The closing time 00:00 (or 24:00) means midnight at the end of the opening day. Naming all
+// seven days is the same as naming none. Errors wrap rampart.ErrInvalid.
+func ParseWindow(s string) (Window, error) {
+	if len(s) > maxWindowText {
+		return Window{}, fmt.Errorf("window: %d bytes, at most %d: %w", len(s), maxWindowText, rampart.ErrInvalid)
+	}
+	fields := strings.Fields(s)
+	var days, span string
+	switch len(fields) {
+	case 1:
+		span = fields[0]
+	case 2:
+		days, span = fields[0], fields[1]
+	default:
+		return Window{}, fmt.Errorf("window %.60q: want [DAYS] HH:MM-HH:MM, like Mon-Fri 02:00-04:00: %w", s, rampart.ErrInvalid)
+	}
+	var w Window
+	if days != "" {
+		var err error
+		if w.Days, err = parseDays(days); err != nil {
+			return Window{}, fmt.Errorf("window %.60q: %w", s, err)
+		}
+	}
+	from, to, ok := strings.Cut(span, "-")
+	if !ok {
+		return Window{}, fmt.Errorf("window %.60q: want a time span like 02:00-04:00: %w", s, rampart.ErrInvalid)
+	}
+	var err error
+	if w.Start, err = parseClock(from); err != nil {
+		return Window{}, fmt.Errorf("window %.60q: opens: %w", s, err)
+	}
+	if w.End, err = parseClock(to); err != nil {
+		return Window{}, fmt.Errorf("window %.60q: closes: %w", s, err)
+	}
+	if w.End == 0 {
+		w.End = 24 * time.Hour
+	}
+	if err := (Windows{w}).Validate(); err != nil {
+		return Window{}, fmt.Errorf("window %.60q: %w", s, err)
+	}
+	return w, nil
+}
+
+// parseDays reads a comma-separated list of days and day ranges; it returns the days in
+// Weekday order, each once, or nil for all seven.
+func parseDays(s string) ([]time.Weekday, error) {
+	var in [7]bool
+	for _, part := range strings.Split(s, ",") {
+		from, to, isRange := strings.Cut(part, "-")
+		a, err := parseDay(from)
+		if err != nil {
+			return nil, err
+		}
+		if !isRange {
+			in[a] = true
+			continue
+		}
+		b, err := parseDay(to)
+		if err != nil {
+			return nil, err
+		}
+		for d := a; ; d = (d + 1) % 7 {
+			in[d] = true
+			if d == b {
+				break
+			}
+		}
+	}
+	var days []time.Weekday
+	for d, ok := range in {
+		if ok {
+			days = append(days, time.Weekday(d))
+		}
+	}
+	if len(days) == 7 {
+		return nil, nil
+	}
+	return days, nil
+}
+
+func parseDay(s string) (time.Weekday, error) {
+	for d, name := range dayNames {
+		if strings.EqualFold(s, name) || strings.EqualFold(s, time.Weekday(d).String()) {
+			return time.Weekday(d), nil
+		}
+	}
+	return 0, fmt.Errorf("day %.20q: want Mon, Tue, Wed, Thu, Fri, Sat or Sun: %w", s, rampart.ErrInvalid)
+}
+
+// parseClock reads H:MM or HH:MM, from 00:00 to 24:00.
+func parseClock(s string) (time.Duration, error) {
+	hh, mm, ok := strings.Cut(s, ":")
+	bad := fmt.Errorf("time %.20q: want HH:MM from 00:00 to 24:00: %w", s, rampart.ErrInvalid)
+	if !ok || len(hh) < 1 || len(hh) > 2 || len(mm) != 2 || !digits(hh) || !digits(mm) {
+		return 0, bad
+	}
+	h, _ := strconv.Atoi(hh)
+	m, _ := strconv.Atoi(mm)
+	if h > 24 || m > 59 || (h == 24 && m != 0) {
+		return 0, bad
+	}
+	return time.Duration(h)*time.Hour + time.Duration(m)*time.Minute, nil
+}
+
+func digits(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
 }

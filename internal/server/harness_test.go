@@ -44,7 +44,7 @@ func testConfigAt(data string) config.Server {
 	return config.Server{
 		Data: data, Listen: "127.0.0.1:0", LogLevel: "error", LogFormat: "text",
 		PollInterval: 5 * time.Minute, DeviceTokenTTL: time.Hour, AuthCacheTTL: 10 * time.Second,
-		SeenFlush: 50 * time.Millisecond,
+		SeenFlush: 50 * time.Millisecond, SchedulerInterval: 50 * time.Millisecond,
 	}
 }
 

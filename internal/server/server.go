@@ -27,6 +27,7 @@ import (
 	"github.com/rampart-iot/rampart/internal/blob/localfs"
 	"github.com/rampart-iot/rampart/internal/blob/s3"
 	"github.com/rampart-iot/rampart/internal/config"
+	"github.com/rampart-iot/rampart/internal/deployment"
 	"github.com/rampart-iot/rampart/internal/deviceapi/native"
 	"github.com/rampart-iot/rampart/internal/fleet"
 	"github.com/rampart-iot/rampart/internal/jsonhttp"
@@ -49,13 +50,16 @@ type Server struct {
 	TUF *tuf.Repository
 	// Grants issues download grants (deployments hand them to devices with their work).
 	Grants *release.Grants
-	blobs  blob.Store
+	// Deployments runs rollouts; its scheduler runs in the background.
+	Deployments *deployment.Service
+	blobs       blob.Store
 	// InitialToken is the admin API token created on first start ("" on later starts).
 	InitialToken access.Secret
 
-	handler http.Handler
-	bg      sync.WaitGroup
-	stopBG  context.CancelFunc
+	handler  http.Handler
+	delivery *deliveryGauges
+	bg       sync.WaitGroup
+	stopBG   context.CancelFunc
 }
 
 // OpenStore opens the database the config names and runs its migrations.
@@ -133,8 +137,17 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, st *sqlstor
 	if err != nil {
 		return nil, fmt.Errorf("download grant secret: %w", err)
 	}
+	grants := release.NewGrants(grantSecret, nil)
+	deps := deployment.NewService(deployment.Options{
+		Store: st, Fleet: fl, Releases: rel, Grants: grants, TargetPath: TargetPath,
+		Log: log.With("component", "deployment"),
+	})
+	if err := deps.Refresh(ctx); err != nil {
+		return nil, err
+	}
+	fl.SetWorkSource(deps)
 	s := &Server{cfg: cfg, log: log, store: st, Fleet: fl, Access: ac, Releases: rel, blobs: blobs, TUF: repo,
-		Grants: release.NewGrants(grantSecret, nil), InitialToken: initial}
+		Grants: grants, Deployments: deps, InitialToken: initial}
 	s.handler = s.routes()
 
 	bgCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -148,6 +161,16 @@ func build(ctx context.Context, cfg config.Server, log *slog.Logger, st *sqlstor
 	go func() {
 		defer s.bg.Done()
 		refreshTUF(bgCtx, repo, 10*time.Minute, log)
+	}()
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		deps.Run(bgCtx, cfg.SchedulerInterval)
+	}()
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		s.delivery.run(bgCtx, deps, time.Minute, log)
 	}()
 	return s, nil
 }
@@ -181,6 +204,7 @@ func (s *Server) routes() http.Handler {
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 	}, []string{"route"})
 	reg.MustRegister(requests, duration)
+	s.delivery = newDeliveryGauges(reg)
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -197,8 +221,8 @@ func (s *Server) routes() http.Handler {
 		jsonhttp.Write(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	api.New(s.Fleet, s.Access, s.Releases, s.log.With("component", "api")).Register(mux)
-	native.New(native.Options{Fleet: s.Fleet, Releases: s.Releases, Grants: s.Grants, TUF: s.TUF, Log: s.log.With("component", "deviceapi")}).Routes(mux)
+	api.New(s.Fleet, s.Access, s.Releases, s.Deployments, s.log.With("component", "api")).Register(mux)
+	native.New(native.Options{Fleet: s.Fleet, Releases: s.Releases, Grants: s.Grants, TUF: s.TUF, Deployments: s.Deployments, Log: s.log.With("component", "deviceapi")}).Routes(mux)
 
 	return jsonhttp.WithRequestID(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()

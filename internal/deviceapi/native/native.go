@@ -14,11 +14,13 @@ import (
 	"time"
 
 	"github.com/rampart-iot/rampart"
+	"github.com/rampart-iot/rampart/internal/deployment"
 	"github.com/rampart-iot/rampart/internal/deviceapi"
 	"github.com/rampart-iot/rampart/internal/fleet"
 	"github.com/rampart-iot/rampart/internal/jsonhttp"
 	"github.com/rampart-iot/rampart/internal/nativeproto"
 	"github.com/rampart-iot/rampart/internal/release"
+	"github.com/rampart-iot/rampart/internal/rollout"
 	"github.com/rampart-iot/rampart/internal/tuf"
 )
 
@@ -28,7 +30,9 @@ type Handler struct {
 	releases *release.Service
 	grants   *release.Grants
 	tuf      *tuf.Repository
-	log      *slog.Logger
+	// deployments takes status reports.
+	deployments *deployment.Service
+	log         *slog.Logger
 }
 
 // Options configures a Handler; Releases, Grants and TUF may be nil (no artifact downloads,
@@ -38,12 +42,14 @@ type Options struct {
 	Releases *release.Service
 	Grants   *release.Grants
 	TUF      *tuf.Repository
-	Log      *slog.Logger
+	// Deployments takes status reports; nil answers them 404.
+	Deployments *deployment.Service
+	Log         *slog.Logger
 }
 
 // New returns a Handler.
 func New(o Options) *Handler {
-	return &Handler{fleet: o.Fleet, releases: o.Releases, grants: o.Grants, tuf: o.TUF, log: o.Log}
+	return &Handler{fleet: o.Fleet, releases: o.Releases, grants: o.Grants, tuf: o.TUF, deployments: o.Deployments, log: o.Log}
 }
 
 // Routes registers every route of the native device API on mux.
@@ -58,6 +64,7 @@ func (h *Handler) Routes(mux *http.ServeMux) {
 	mux.Handle("GET "+nativeproto.PathArtifacts+"{digest}", h.authed(h.download))
 	mux.Handle("GET "+nativeproto.PathTUFMetadata+"{name}", h.authed(h.tufMetadata))
 	mux.Handle("GET "+nativeproto.PathTUFTargets+"{path...}", h.authed(h.tufTarget))
+	mux.Handle("POST "+nativeproto.PathDeployments+"{id}/status", h.authed(h.status))
 	mux.Handle(nativeproto.Prefix+"/", h.serve(func(http.ResponseWriter, *http.Request) error {
 		return fmt.Errorf("no such device endpoint (or wrong method): %w", rampart.ErrNotFound)
 	}))
@@ -256,7 +263,7 @@ func (h *Handler) checkIn(w http.ResponseWriter, r *http.Request) error {
 		InventoryWanted: res.InventoryWanted, Work: make([]nativeproto.Work, 0, len(res.Work)),
 	}
 	for _, wk := range res.Work {
-		out.Work = append(out.Work, nativeproto.Work{ID: wk.ID, Kind: wk.Kind, Release: wk.Release, Version: wk.Version})
+		out.Work = append(out.Work, wireWork(wk))
 	}
 	if len(out.Work) > 0 {
 		out.Action = "work"
@@ -372,4 +379,42 @@ func (h *Handler) tufTarget(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("target name must be <sha256>.<name>: %w", rampart.ErrNotFound)
 	}
 	return h.serveArtifact(w, r, digest)
+}
+
+func wireWork(wk fleet.Work) nativeproto.Work {
+	w := nativeproto.Work{ID: wk.ID, Kind: wk.Kind, Release: wk.Release, Version: wk.Version, Action: wk.Action, InstallBy: wk.InstallBy}
+	if wk.Artifact != nil {
+		a := wireArtifact(*wk.Artifact)
+		w.Artifact = &a
+	}
+	for _, d := range wk.Deltas {
+		w.Deltas = append(w.Deltas, wireArtifact(d))
+	}
+	return w
+}
+
+func wireArtifact(a fleet.WorkArtifact) nativeproto.WorkArtifact {
+	return nativeproto.WorkArtifact{Path: a.Path, Role: a.Role, SHA256: a.SHA256, Size: a.Size, DeltaFrom: a.DeltaFrom, Grant: a.Grant}
+}
+
+// status takes a device's status report for one deployment it was given. The deployment ID
+// is in the path, the device only in its token, so a device can report only for itself.
+func (h *Handler) status(w http.ResponseWriter, r *http.Request) error {
+	if h.deployments == nil {
+		return fmt.Errorf("no deployments here: %w", rampart.ErrNotFound)
+	}
+	var req nativeproto.StatusReport
+	if err := jsonhttp.Decode(w, r, nativeproto.MaxSmallBody, &req); err != nil {
+		return err
+	}
+	st, err := rollout.ParseDeviceState(req.State)
+	if err != nil {
+		return err
+	}
+	cur, err := h.deployments.Report(r.Context(), deviceapi.Device(r.Context()), r.PathValue("id"), rollout.Report{State: st, Seq: req.Seq, Log: req.Log})
+	if err != nil {
+		return err
+	}
+	jsonhttp.Write(w, http.StatusOK, nativeproto.StatusAnswer{State: string(cur.State)})
+	return nil
 }

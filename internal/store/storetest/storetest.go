@@ -1,5 +1,5 @@
 // Package storetest is the one behaviour suite every store engine must pass: it drives
-// fleet.Store and access.Store through sqlstore.Store and checks what callers rely on
+// fleet, access, release, TUF and deployment stores through sqlstore.Store and checks what callers rely on
 // (round trips, ErrNotFound and ErrConflict, token consumption, paging, atomicity).
 //
 // It is imported only by the engine packages' tests; it is not a fake store and holds no
@@ -33,6 +33,20 @@ func Run(t *testing.T, open func(t *testing.T) *sqlstore.Store) {
 		{"DeviceChanges", testDeviceChanges},
 		{"Releases", testReleases},
 		{"TUF", testTUF},
+		{"DeploymentRoundTrip", testDeploymentRoundTrip},
+		{"DeploymentNotFound", testDeploymentNotFound},
+		{"UpdateDeployment", testUpdateDeployment},
+		{"ListDeployments", testListDeployments},
+		{"DeploymentMembership", testDeploymentMembership},
+		{"UpdateMember", testUpdateMember},
+		{"SetMembersState", testSetMembersState},
+		{"DeploymentCounts", testDeploymentCounts},
+		{"DeploymentLoad", testDeploymentLoad},
+		{"DeploymentSuccess", testDeploymentSuccess},
+		{"DeploymentMembers", testMembersQuery},
+		{"DeploymentEvents", testDeploymentEvents},
+		{"BulkDeployment", testBulkDeployment},
+		{"ConcurrentCreateDeployment", testConcurrentCreateDeployment},
 		{"DeviceConflicts", testDeviceConflicts},
 		{"UpdateDevice", testUpdateDevice},
 		{"TokenConsumption", testTokenConsumption},
