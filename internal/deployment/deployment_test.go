@@ -36,7 +36,9 @@ func (c *clock) Add(d time.Duration) {
 
 type grants struct{}
 
-func (grants) Issue(deviceID, digest string, _ time.Duration) string { return "g:" + deviceID + ":" + digest }
+func (grants) Issue(deviceID, digest string, _ time.Duration) string {
+	return "g:" + deviceID + ":" + digest
+}
 
 // env is a deployment service on a real SQLite store with a fleet and releases.
 type env struct {
