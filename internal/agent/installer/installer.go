@@ -3,15 +3,18 @@
 // that boots a complete image and an agent that knows how to continue.
 //
 // It is for the agent: [AB] (two slots and a bootloader environment), [File] (atomic replace
-// of a file or directory, keeping the previous copy) and [Script] (run a verified script with
-// a timeout). It is not for downloading or verifying images (internal/agent/fetch and
-// tufclient do that; every image handed to an installer is already verified) nor for
-// reporting to the server.
+// of a file or directory, keeping the previous copy), [Script] (run a verified script with
+// a timeout), [RAUC] (a RAUC bundle through "rauc install", committed with "rauc status
+// mark-good") and [SWUpdate] (a .swu through "swupdate -i", committed and rolled back with
+// device-specific commands). RAUC and SWUpdate write the slot and switch the bootloader
+// themselves; the installer journals around them. It is not for downloading or verifying
+// images (internal/agent/fetch and tufclient do that; every image handed to an installer is
+// already verified) nor for reporting to the server.
 //
 // The flow is the same for every installer: Install (journal "begin" … "switched"), then, for
-// A/B after the caller has rebooted, Resume, which runs the health check and commits or rolls
-// back. After any crash the agent calls Resume first; it continues or undoes whatever the
-// journal says was in progress.
+// A/B, RAUC and SWUpdate after the caller has rebooted, Resume, which runs the health check
+// and commits or rolls back. After any crash the agent calls Resume first; it continues or
+// undoes whatever the journal says was in progress.
 package installer
 
 import (
