@@ -1,9 +1,11 @@
 // Package agent is the device side of Rampart: it keeps the device's key and state in a
 // directory, enrolls, authenticates with signed challenges, checks in on an interval with
-// jitter and exponential backoff, and uploads inventory when it changes.
+// jitter and exponential backoff, uploads inventory when it changes, and takes the updates
+// the server hands out (download, install with an internal/agent/installer, report each
+// state to the deployment), continuing after a power loss at any point.
 //
 // It imports no server package and no database driver, and cross-compiles for linux/amd64,
-// arm64, arm (v7) and mips. Installers and the update journal come with the rollout issue.
+// arm64, arm (v7) and mips.
 package agent
 
 import (
@@ -23,6 +25,8 @@ import (
 	"time"
 
 	"github.com/rampart-iot/rampart/internal/agent/collect"
+	"github.com/rampart-iot/rampart/internal/agent/installer"
+	"github.com/rampart-iot/rampart/internal/agent/journal"
 	"github.com/rampart-iot/rampart/internal/agent/tufclient"
 	"github.com/rampart-iot/rampart/internal/nativeproto"
 )
@@ -43,7 +47,8 @@ type Options struct {
 	// EnrollToken admits the device at once; without it the device waits for an operator.
 	EnrollToken string
 	Attributes  map[string]string
-	// Firmware returns the firmware version to report.
+	// Firmware returns the firmware version to report; when it returns "" (or is nil) the
+	// agent reports the version of the last update it installed.
 	Firmware func() string
 	// Inventory returns the device's inventory; nil reads it with collect from Root.
 	Inventory func(ctx context.Context) (*collect.Snapshot, error)
@@ -54,6 +59,19 @@ type Options struct {
 	HTTPClient *http.Client
 	Log        *slog.Logger
 	Now        func() time.Time
+
+	// Installer applies updates (its health check is part of its own options); nil means
+	// the agent installs nothing and ignores the work the server hands out.
+	Installer installer.Installer
+	// Reboot restarts the device once an installer switched to new software that runs only
+	// after a reboot (A/B): the next start's Step then runs the health check and commits or
+	// rolls back. nil leaves the reboot to someone else (the update waits for it).
+	Reboot func(ctx context.Context) error
+	// Defer is asked whether to put off a soft update; true tries again at the next
+	// check-in. It is not asked once the update's InstallBy has passed; nil never defers.
+	Defer func(w nativeproto.Work) bool
+	// DownloadDir holds downloaded images and partial downloads; default <StateDir>/downloads.
+	DownloadDir string
 }
 
 // Agent is one device's agent.
@@ -64,6 +82,14 @@ type Agent struct {
 	mu    sync.Mutex
 	key   ed25519.PrivateKey
 	state *State
+
+	// journal is the installer's journal, open only during an update.
+	journal *journal.Journal
+	// resumeDue asks the next Step to call Installer.Resume first: at start, after an
+	// install, after a reboot request and while an outcome waits to be recorded.
+	resumeDue bool
+	// failpoint, when set (tests only), is called at the named points of the update flow.
+	failpoint func(point string)
 }
 
 // ErrPending means the device is enrolled but waits for an operator to accept it.
@@ -107,7 +133,19 @@ func New(o Options) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Agent{opts: o, log: o.Log, key: key, state: st}, nil
+	if o.DownloadDir == "" {
+		o.DownloadDir = filepath.Join(o.StateDir, downloadsDir)
+	}
+	// The first Step continues whatever the installer's journal says is in progress.
+	return &Agent{opts: o, log: o.Log, key: key, state: st, resumeDue: o.Installer != nil}, nil
+}
+
+// Close releases the files the agent holds open (the journal, during an update).
+func (a *Agent) Close() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.closeJournal()
+	return nil
 }
 
 // DeviceID is the ID the server gave this device ("" before enrollment).
@@ -168,16 +206,35 @@ func jitter(d time.Duration) time.Duration {
 	return d - d/10 + rand.N(d/5+1)
 }
 
-// Step does one cycle: authenticate if needed, check in, upload inventory if it changed.
-// It returns how long to wait before the next cycle.
+// Step does one cycle: continue an update the installer's journal says is in progress,
+// authenticate if needed, deliver update reports still owed, check in, upload inventory if it
+// changed, and take the update the server handed out, if any. It returns how long to wait
+// before the next cycle.
 func (a *Agent) Step(ctx context.Context) (time.Duration, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.opts.Installer != nil {
+		// Before anything that needs the network: an update on trial is checked and
+		// committed or rolled back even while the server is out of reach.
+		rebooting, err := a.resume(ctx)
+		switch {
+		case rebooting:
+			return jitter(a.opts.Interval), err
+		case err != nil:
+			// Tried again next cycle; the device stays in touch with the server meanwhile.
+			a.log.Error("continue update", "err", err)
+		}
+	}
 	if err := a.ensureToken(ctx); err != nil {
 		if errors.Is(err, ErrPending) {
 			return jitter(a.opts.Interval), err
 		}
 		return 0, err
+	}
+	if a.opts.Installer != nil {
+		if err := a.deliverOutcome(ctx); err != nil {
+			a.log.Warn("report update outcome", "err", err)
+		}
 	}
 	snap, err := a.opts.Inventory(ctx)
 	if err != nil {
@@ -188,7 +245,7 @@ func (a *Agent) Step(ctx context.Context) (time.Duration, error) {
 	if snap != nil {
 		hash = snap.Hash()
 	}
-	req := nativeproto.CheckInRequest{FirmwareVersion: a.opts.Firmware(), InventoryHash: hash, Attributes: a.changedAttributes()}
+	req := nativeproto.CheckInRequest{FirmwareVersion: a.firmware(), InventoryHash: hash, Attributes: a.changedAttributes()}
 	var res nativeproto.CheckInResponse
 	_, err = a.call(ctx, http.MethodPost, nativeproto.PathCheckIn, req, a.state.Token, &res)
 	if statusIs(err, http.StatusUnauthorized) {
@@ -217,7 +274,20 @@ func (a *Agent) Step(ctx context.Context) (time.Duration, error) {
 	if err := saveState(a.opts.StateDir, a.state); err != nil {
 		return 0, err
 	}
+	if a.opts.Installer != nil {
+		if err := a.takeWork(ctx, res.Work); err != nil {
+			return 0, err
+		}
+	}
 	return jitter(interval), nil
+}
+
+// firmware is the firmware version to report.
+func (a *Agent) firmware() string {
+	if v := a.opts.Firmware(); v != "" {
+		return v
+	}
+	return a.state.Installed
 }
 
 func (a *Agent) changedAttributes() map[string]string {
@@ -417,7 +487,8 @@ func (a *Agent) trustRoot(root []byte) error {
 
 // Updates returns a TUF client that verifies this device's updates against the fleet's
 // repository, authenticated with the device's token. grants carries download grants for the
-// artifacts the device was assigned (deployments hand them out with the work).
+// artifacts the device was assigned (deployments hand them out with the work); it is given
+// the path of each request.
 func (a *Agent) Updates(ctx context.Context, grants func(path string) string) (*tufclient.Client, error) {
 	a.mu.Lock()
 	err := a.ensureToken(ctx)
@@ -425,6 +496,16 @@ func (a *Agent) Updates(ctx context.Context, grants func(path string) string) (*
 	if err != nil {
 		return nil, fmt.Errorf("updates: %w", err)
 	}
+	return a.updates(grants, func() string {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.state.Token
+	})
+}
+
+// updates builds the TUF client; token returns the bearer token for each request (Step, which
+// holds a.mu throughout, reads it without locking).
+func (a *Agent) updates(grants func(path string) string, token func() string) (*tufclient.Client, error) {
 	base := strings.TrimRight(a.opts.Server, "/")
 	return tufclient.New(tufclient.Options{
 		MetadataURL: base + nativeproto.PathTUFMetadata,
@@ -432,7 +513,7 @@ func (a *Agent) Updates(ctx context.Context, grants func(path string) string) (*
 		StateDir:    filepath.Join(a.opts.StateDir, tufDir),
 		DeviceType:  a.opts.Identity.DeviceType,
 		HWRevision:  a.opts.Identity.HWRevision,
-		HTTPClient: &http.Client{Timeout: 10 * time.Minute, Transport: &deviceTransport{a: a, grants: grants,
+		HTTPClient: &http.Client{Timeout: 10 * time.Minute, Transport: &deviceTransport{token: token, grants: grants,
 			next: a.opts.HTTPClient.Transport}},
 		Now: a.opts.Now,
 	})
@@ -440,17 +521,14 @@ func (a *Agent) Updates(ctx context.Context, grants func(path string) string) (*
 
 // deviceTransport authenticates the TUF client's requests as this device.
 type deviceTransport struct {
-	a      *Agent
+	token  func() string
 	grants func(path string) string
 	next   http.RoundTripper
 }
 
 func (t *deviceTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
-	t.a.mu.Lock()
-	tok := t.a.state.Token
-	t.a.mu.Unlock()
-	r.Header.Set("Authorization", "Bearer "+tok)
+	r.Header.Set("Authorization", "Bearer "+t.token())
 	if t.grants != nil {
 		if g := t.grants(r.URL.Path); g != "" {
 			r.Header.Set(nativeproto.GrantHeader, g)

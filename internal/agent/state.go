@@ -10,13 +10,18 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/rampart-iot/rampart/internal/nativeproto"
 )
 
 // State is what the agent remembers across restarts, in its state directory:
 //
 //	key        the Ed25519 private key seed (0600); generated once, never sent anywhere
 //	key.next   a key being rotated in, until the server confirmed the rotation
-//	state.json the device ID, the current token and what was last reported
+//	state.json the device ID, the current token, what was last reported and the update in
+//	           progress (see UpdateState)
+//	journal    the installer's step journal (internal/agent/journal)
+//	downloads/ verified images and partial downloads (Options.DownloadDir)
 type State struct {
 	DeviceID      string            `json:"device_id,omitempty"`
 	Status        string            `json:"status,omitempty"`
@@ -25,6 +30,30 @@ type State struct {
 	InventoryHash string            `json:"inventory_hash,omitempty"`
 	ReportedAttrs map[string]string `json:"reported_attributes,omitempty"`
 	PollIntervalS int               `json:"poll_interval_s,omitempty"`
+
+	// Update is the update the agent works on, until the server acknowledged its outcome.
+	Update *UpdateState `json:"update,omitempty"`
+	// FinalReported is the last deployment whose outcome the server acknowledged, so that a
+	// restart does not report it again.
+	FinalReported string `json:"final_reported,omitempty"`
+	// Installed is the version of the last update that succeeded: the firmware version the
+	// agent reports when Options.Firmware has none.
+	Installed string `json:"installed,omitempty"`
+}
+
+// UpdateState is how far the agent got with one piece of work. The installer's journal says
+// where the install itself stands; this says what happened around it.
+type UpdateState struct {
+	Work nativeproto.Work `json:"work"`
+	// Reported is the furthest state the server acknowledged.
+	Reported string `json:"reported,omitempty"`
+	// Phase is the furthest step the agent took: "downloaded" (the verified image is staged),
+	// "installing" (the installer was called) or "rebooting" (the reboot was asked for).
+	Phase string `json:"phase,omitempty"`
+	// Final is the outcome (success, failure, rolled-back) waiting to be acknowledged, and
+	// Log the excerpt that goes with it.
+	Final string `json:"final,omitempty"`
+	Log   string `json:"log,omitempty"`
 }
 
 const (

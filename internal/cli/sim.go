@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -23,6 +25,7 @@ func newSimCmd(e *env) *cobra.Command {
 		types    string
 		duration time.Duration
 		logLevel string
+		fates    string
 	)
 	cmd := &cobra.Command{
 		Use:   "sim --devices N --server URL --enroll-token T --duration 5m",
@@ -30,7 +33,13 @@ func newSimCmd(e *env) *cobra.Command {
 		Long: "Run N virtual devices against a Rampart server. Each one is the real device agent with\n" +
 			"its own key and state directory, a synthetic Debian inventory, and the faults you ask for.\n" +
 			"It stops after --duration or on Ctrl-C, and prints a summary. The enrollment token may\n" +
-			"also come from RAMPART_ENROLL_TOKEN.",
+			"also come from RAMPART_ENROLL_TOKEN.\n\n" +
+			"Devices take the updates deployments hand them with --installer: memory (the A/B flow in\n" +
+			"memory, no image written; the default, for large fleets), ab (slot files and a file-backed\n" +
+			"boot environment per device), file, or none (ignore work). --fail-install, --fail-health\n" +
+			"and --power-loss make that share of devices fail their installs, fail the health check\n" +
+			"(and roll back), or lose power once during the install. Which devices is a function of\n" +
+			"--seed; --fates writes each device's fate and the final state its update must reach.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if duration <= 0 {
@@ -57,6 +66,11 @@ func newSimCmd(e *env) *cobra.Command {
 			s, err := sim.New(o)
 			if err != nil {
 				return err
+			}
+			if fates != "" {
+				if err := writeFates(fates, s, o); err != nil {
+					return err
+				}
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), duration)
 			defer cancel()
@@ -92,6 +106,11 @@ func newSimCmd(e *env) *cobra.Command {
 	fl.StringVar(&o.StateRoot, "state", "", "directory for the devices' keys and state, kept for the next run (default a temporary directory removed at the end)")
 	fl.Int64Var(&o.Seed, "seed", 1, "seed for serials, types, inventories, skews and faults")
 	fl.IntVar(&o.MaxConcurrent, "max-concurrent", 64, "most HTTP requests in flight at once")
+	fl.StringVar(&o.Installer, "installer", sim.InstallerMemory, "how devices take updates: memory, ab, file or none")
+	fl.Float64Var(&o.Faults.FailInstallRate, "fail-install", 0, "share of devices whose installs fail")
+	fl.Float64Var(&o.Faults.FailHealthRate, "fail-health", 0, "share of devices whose health check fails after an update (they roll back)")
+	fl.Float64Var(&o.Faults.PowerLossRate, "power-loss", 0, "share of devices that lose power once during their first install")
+	fl.StringVar(&fates, "fates", "", "write each device's fate and expected final update state to this file (JSON lines)")
 	fl.StringVar(&logLevel, "log-level", "warn", "log level of the simulator and its agents: debug, info, warn, error")
 	_ = cmd.MarkFlagRequired("devices")
 	_ = cmd.MarkFlagRequired("server")
@@ -119,9 +138,9 @@ func parseSimTypes(s string) ([]sim.DeviceType, error) {
 
 // simProgress is the one-line progress report.
 func simProgress(st sim.Stats, devices int) string {
-	return fmt.Sprintf("sim %s: %d/%d devices up, %d enrolled, %d check-ins (%.0f/s), %d failed, %d offline now",
+	return fmt.Sprintf("sim %s: %d/%d devices up, %d enrolled, %d check-ins (%.0f/s), %d failed, %d offline now, %d updated",
 		st.Elapsed.Round(time.Second), st.Devices, devices, st.Enrolled, st.CheckIns, perSecond(st.CheckIns, st.Elapsed),
-		st.Failures, st.OfflineNow)
+		st.Failures, st.OfflineNow, st.Updated)
 }
 
 // simSummary is the final table.
@@ -140,7 +159,48 @@ func simSummary(st sim.Stats) *table {
 	row("injected failures", st.Injected)
 	row("offline spells", st.Offline)
 	row("inventory uploads", st.Inventories)
+	row("installs", st.Installs)
+	row("updated (success)", st.Updated)
+	row("update failures", st.UpdateFailures)
+	row("rolled back", st.RolledBack)
+	row("reboots", st.Reboots)
+	row("power losses", st.PowerLosses)
 	return t
+}
+
+// simFate is one line of --fates.
+type simFate struct {
+	Serial      string `json:"serial"`
+	FailInstall bool   `json:"fail_install,omitempty"`
+	FailHealth  bool   `json:"fail_health,omitempty"`
+	PowerLossAt string `json:"power_loss_at,omitempty"`
+	Outcome     string `json:"outcome,omitempty"` // the final state of an update; none without an installer
+}
+
+// writeFates writes every device's fate, one JSON object a line.
+func writeFates(path string, s *sim.Sim, o sim.Options) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("--fates: %w", err)
+	}
+	w := bufio.NewWriter(f)
+	enc := json.NewEncoder(w)
+	for i := range o.Devices {
+		fate := s.Fate(i)
+		line := simFate{Serial: sim.Serial(o.Seed, i), FailInstall: fate.FailInstall, FailHealth: fate.FailHealth, PowerLossAt: fate.PowerLossAt}
+		if o.Installer != sim.InstallerNone {
+			line.Outcome = fate.Outcome()
+		}
+		if err := enc.Encode(line); err != nil {
+			f.Close()
+			return fmt.Errorf("--fates: %w", err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return fmt.Errorf("--fates: %w", err)
+	}
+	return f.Close()
 }
 
 func perSecond(n int64, d time.Duration) float64 {

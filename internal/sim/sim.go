@@ -1,11 +1,18 @@
 // Package sim is the fleet simulator: it runs many virtual devices against a Rampart server,
 // each on the real device agent (internal/agent) with its own key, state directory, clock
 // and HTTP transport, and injects faults (offline spells, slow links, failing connections,
-// skewed clocks) while counting what happened.
+// skewed clocks; failing installs, failing health checks, power losses during an install)
+// while counting what happened.
+//
+// Virtual devices take updates with a real installer (A/B on slot files and a file-backed
+// boot environment, or a file installer) or with an in-memory A/B stand-in that writes no
+// image; reboots and power losses start a new agent on the same state directory, which
+// resumes from the installer's journal. Which devices fail, and where they lose power, is a
+// function of the seed (FateOf), so a test can predict each device's final state.
 //
 // It is for load tests, benchmarks and end-to-end tests of the server. It is not a device
-// emulator: inventories are synthetic (see Snapshot), nothing is installed yet, and the
-// check-in loop around agent.Step is the simulator's own so that it can count each cycle.
+// emulator: inventories are synthetic (see Snapshot), and the check-in loop around agent.Step
+// is the simulator's own so that it can count each cycle.
 package sim
 
 import (
@@ -66,6 +73,15 @@ type Faults struct {
 	// FailRate is the probability that a request fails with a connection error: half of
 	// them before the request is sent, half after the server answered (the answer is lost).
 	FailRate float64
+	// FailInstallRate is the share of devices whose installs fail (see Fate); they report
+	// failure with a log excerpt.
+	FailInstallRate float64
+	// FailHealthRate is the share of devices whose health check fails after an update; they
+	// roll back and report rolled-back.
+	FailHealthRate float64
+	// PowerLossRate is the share of devices that lose power once during their first
+	// install, at a journal step drawn from the seed, and boot again.
+	PowerLossRate float64
 }
 
 // Options configures a simulation.
@@ -88,27 +104,37 @@ type Options struct {
 	Log  *slog.Logger
 	// MaxConcurrent bounds the HTTP requests in flight across all devices (default 64).
 	MaxConcurrent int
+	// Installer is how devices take updates: InstallerNone (or "": they ignore work),
+	// InstallerAB, InstallerFile or InstallerMemory.
+	Installer string
 }
 
 // Stats counts what the virtual devices did. All counts are since the start of Run.
 type Stats struct {
-	Devices     int64 // virtual devices started
-	Enrolled    int64 // devices that hold a device ID from the server
-	CheckIns    int64 // check-in cycles that succeeded
-	Pending     int64 // cycles that ended waiting for operator approval
-	Failures    int64 // cycles that failed (injected faults, server errors, timeouts)
-	Requests    int64 // HTTP requests the devices made, injected failures included
-	Injected    int64 // requests failed by FailRate
-	Offline     int64 // offline spells begun
-	OfflineNow  int64 // devices in an offline spell now
-	Inventories int64 // inventory uploads the server accepted
-	Elapsed     time.Duration
+	Devices        int64 // virtual devices started
+	Enrolled       int64 // devices that hold a device ID from the server
+	CheckIns       int64 // check-in cycles that succeeded
+	Pending        int64 // cycles that ended waiting for operator approval
+	Failures       int64 // cycles that failed (injected faults, server errors, timeouts)
+	Requests       int64 // HTTP requests the devices made, injected failures included
+	Injected       int64 // requests failed by FailRate
+	Offline        int64 // offline spells begun
+	OfflineNow     int64 // devices in an offline spell now
+	Inventories    int64 // inventory uploads the server accepted
+	Installs       int64 // updates handed to an installer
+	Updated        int64 // of those, updates that ended in success
+	UpdateFailures int64 // ... in failure
+	RolledBack     int64 // ... rolled back
+	Reboots        int64 // reboots the agents asked for
+	PowerLosses    int64 // power losses injected
+	Elapsed        time.Duration
 }
 
 // counters are the live, atomically updated Stats.
 type counters struct {
-	devices, enrolled, checkIns, pending, failures     atomic.Int64
-	requests, injected, offline, offlineNow, inventory atomic.Int64
+	devices, enrolled, checkIns, pending, failures                     atomic.Int64
+	requests, injected, offline, offlineNow, inventory                 atomic.Int64
+	installs, updated, installFailed, rolledBack, reboots, powerLosses atomic.Int64
 }
 
 // Sim is one simulation: a fleet of virtual devices.
@@ -178,11 +204,21 @@ func (o *Options) validate() error {
 	if o.MaxConcurrent < 0 || o.MaxConcurrent > MaxConcurrent {
 		return fmt.Errorf("max concurrent requests must be 1 to %d, got %d: %w", MaxConcurrent, o.MaxConcurrent, rampart.ErrInvalid)
 	}
+	switch o.Installer {
+	case "", InstallerNone:
+		if f := o.Faults; f.FailInstallRate > 0 || f.FailHealthRate > 0 || f.PowerLossRate > 0 {
+			return fmt.Errorf("install, health and power loss faults need an installer: %w", rampart.ErrInvalid)
+		}
+	case InstallerAB, InstallerFile, InstallerMemory:
+	default:
+		return fmt.Errorf("installer must be none, ab, file or memory, got %q: %w", o.Installer, rampart.ErrInvalid)
+	}
 	return o.Faults.validate()
 }
 
 func (f *Faults) validate() error {
-	for name, r := range map[string]float64{"offline rate": f.OfflineRate, "fail rate": f.FailRate} {
+	for name, r := range map[string]float64{"offline rate": f.OfflineRate, "fail rate": f.FailRate,
+		"install failure rate": f.FailInstallRate, "health failure rate": f.FailHealthRate, "power loss rate": f.PowerLossRate} {
 		if math.IsNaN(r) || r < 0 || r > 1 {
 			return fmt.Errorf("%s must be 0 to 1, got %v: %w", name, r, rampart.ErrInvalid)
 		}
@@ -220,7 +256,9 @@ func (s *Sim) Stats() Stats {
 		Devices: c.devices.Load(), Enrolled: c.enrolled.Load(), CheckIns: c.checkIns.Load(),
 		Pending: c.pending.Load(), Failures: c.failures.Load(), Requests: c.requests.Load(),
 		Injected: c.injected.Load(), Offline: c.offline.Load(), OfflineNow: c.offlineNow.Load(),
-		Inventories: c.inventory.Load(),
+		Inventories: c.inventory.Load(), Installs: c.installs.Load(), Updated: c.updated.Load(),
+		UpdateFailures: c.installFailed.Load(), RolledBack: c.rolledBack.Load(), Reboots: c.reboots.Load(),
+		PowerLosses: c.powerLosses.Load(),
 	}
 	if start := s.started.Load(); start != 0 {
 		end := s.ended.Load()
@@ -276,10 +314,29 @@ type device struct {
 	rng      *rand.Rand // the device loop's own; the transport has another
 	tr       *transport
 	enrolled bool
+	failures int // cycles failed in a row
+
+	hw    *hardware // nil without an installer
+	opts  agent.Options
+	agent *agent.Agent // the running agent process
+	// rebootAsked is set by the agent's Reboot; the device loop then reboots the device.
+	rebootAsked bool
 }
 
 // runDevice sets up virtual device i and runs its check-in loop until ctx ends.
 func (s *Sim) runDevice(ctx context.Context, i int) error {
+	d, err := s.newDevice(ctx, i)
+	if err != nil || d == nil {
+		return err
+	}
+	defer d.tr.goOnline()
+	defer func() { d.agent.Close() }()
+	return s.loop(ctx, d)
+}
+
+// newDevice sets up virtual device i, once its turn in the start-up spread has come (nil if
+// ctx ended before), and starts its agent.
+func (s *Sim) newDevice(ctx context.Context, i int) (*device, error) {
 	o := &s.opts
 	rng := rand.New(rand.NewPCG(uint64(o.Seed), uint64(i)))
 	d := &device{index: i, serial: Serial(o.Seed, i), rng: rng}
@@ -295,57 +352,137 @@ func (s *Sim) runDevice(ctx context.Context, i int) error {
 	}
 	// Devices come up spread over one interval, as a fleet does after a power cut.
 	if !sleep(ctx, time.Duration(rng.Int64N(int64(spread)))) {
-		return nil
+		return nil, nil
 	}
-	snap := Snapshot(o.Seed, i)
-	a, err := agent.New(agent.Options{
+	stateDir := filepath.Join(o.StateRoot, fmt.Sprintf("%04d", i/1000), fmt.Sprintf("%07d", i))
+	hw, err := s.newHardware(stateDir, i)
+	if err != nil {
+		return nil, fmt.Errorf("device %s: %w", d.serial, err)
+	}
+	d.hw = hw
+	d.opts = agent.Options{
 		Server:      o.Server,
-		StateDir:    filepath.Join(o.StateRoot, fmt.Sprintf("%04d", i/1000), fmt.Sprintf("%07d", i)),
-		Identity:    agent.Identity{Serial: d.serial, MAC: snap.Interfaces[0].MAC, DeviceType: typ, HWRevision: "sim-1"},
+		StateDir:    stateDir,
+		Identity:    agent.Identity{Serial: d.serial, MAC: macOf(o.Seed, i), DeviceType: typ, HWRevision: "sim-1"},
 		EnrollToken: o.EnrollToken,
 		Attributes:  map[string]string{"sim": "true"},
-		Firmware:    func() string { return "sim-1.0.0" },
-		Inventory:   func(context.Context) (*collect.Snapshot, error) { return snap, nil },
-		Interval:    o.Interval,
-		HTTPClient:  &http.Client{Timeout: requestTimeout, Transport: d.tr},
-		Log:         s.log.With("serial", d.serial),
-		Now:         func() time.Time { return time.Now().Add(skew) },
-	})
-	if err != nil {
-		return fmt.Errorf("device %s: %w", d.serial, err)
+		Firmware:    func() string { return BaseVersion },
+		// Built at each check-in rather than kept: a few microseconds of CPU against
+		// about 3 KiB per device for as long as it runs.
+		Inventory:  func(context.Context) (*collect.Snapshot, error) { return Snapshot(o.Seed, i), nil },
+		Interval:   o.Interval,
+		HTTPClient: &http.Client{Timeout: requestTimeout, Transport: d.tr},
+		Log:        s.log.With("serial", d.serial),
+		Now:        func() time.Time { return time.Now().Add(skew) },
+	}
+	if hw != nil {
+		d.opts.Firmware = hw.firmware
+		d.opts.Reboot = func(context.Context) error { d.rebootAsked = true; return nil }
+	}
+	if err := d.start(); err != nil {
+		return nil, fmt.Errorf("device %s: %w", d.serial, err)
 	}
 	s.c.devices.Add(1)
-	defer d.tr.goOnline()
-	failures := 0
+	return d, nil
+}
+
+// start starts a new agent process on the device.
+func (d *device) start() error {
+	if d.hw != nil {
+		d.opts.Installer = d.hw.installer()
+	}
+	a, err := agent.New(d.opts)
+	if err != nil {
+		return err
+	}
+	d.agent = a
+	return nil
+}
+
+// loop runs the device's check-in cycles until ctx ends. It is kept apart from the set-up
+// in runDevice, and small, because its frame is what a sleeping device keeps of its stack.
+func (s *Sim) loop(ctx context.Context, d *device) error {
 	for {
 		s.maybeGoOffline(d)
-		next, err := a.Step(ctx)
-		switch {
-		case ctx.Err() != nil:
+		next, lostPower, err := step(ctx, d.agent)
+		if ctx.Err() != nil {
 			return nil
-		case errors.Is(err, agent.ErrPending):
-			failures = 0
-			s.c.pending.Add(1)
-		case err != nil:
-			failures++
-			s.c.failures.Add(1)
-			next = backoff(failures, o.Interval, rng)
-			s.log.Debug("check-in failed", "serial", d.serial, "err", err, "retry_in", next)
-		default:
-			failures = 0
-			s.c.checkIns.Add(1)
-			if o.Interval > 0 {
-				next = o.Interval - o.Interval/10 + time.Duration(rng.Int64N(int64(o.Interval/5)+1))
+		}
+		if d.hw != nil && (lostPower || d.rebootAsked) {
+			if !lostPower && err == nil {
+				s.c.checkIns.Add(1) // the cycle checked in, then asked for the reboot
 			}
+			if err := s.restart(ctx, d); err != nil {
+				return err
+			}
+			continue
 		}
-		if !d.enrolled && a.DeviceID() != "" {
-			d.enrolled = true
-			s.c.enrolled.Add(1)
-		}
-		if !sleep(ctx, next) {
+		if !sleep(ctx, s.afterStep(d, next, err)) {
 			return nil
 		}
 	}
+}
+
+// restart boots the device again after a reboot or a power loss: the bootloader picks a slot
+// and a new agent process resumes from the state directory.
+func (s *Sim) restart(ctx context.Context, d *device) error {
+	s.countEnrolled(d)
+	if d.rebootAsked {
+		s.c.reboots.Add(1)
+	}
+	d.rebootAsked = false
+	d.agent.Close()
+	if err := d.hw.boot(ctx); err != nil {
+		return fmt.Errorf("device %s: boot: %w", d.serial, err)
+	}
+	if err := d.start(); err != nil {
+		return fmt.Errorf("device %s: %w", d.serial, err)
+	}
+	return nil
+}
+
+// afterStep counts a cycle's result and returns how long to wait for the next one.
+func (s *Sim) afterStep(d *device, next time.Duration, err error) time.Duration {
+	s.countEnrolled(d)
+	interval := s.opts.Interval
+	switch {
+	case errors.Is(err, agent.ErrPending):
+		d.failures = 0
+		s.c.pending.Add(1)
+	case err != nil:
+		d.failures++
+		s.c.failures.Add(1)
+		next = backoff(d.failures, interval, d.rng)
+		s.log.Debug("check-in failed", "serial", d.serial, "err", err, "retry_in", next)
+	default:
+		d.failures = 0
+		s.c.checkIns.Add(1)
+		if interval > 0 {
+			next = interval - interval/10 + time.Duration(d.rng.Int64N(int64(interval/5)+1))
+		}
+	}
+	return next
+}
+
+func (s *Sim) countEnrolled(d *device) {
+	if !d.enrolled && d.agent.DeviceID() != "" {
+		d.enrolled = true
+		s.c.enrolled.Add(1)
+	}
+}
+
+// step runs one agent cycle; lostPower reports that a failpoint cut the power in it.
+func step(ctx context.Context, a *agent.Agent) (next time.Duration, lostPower bool, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			if _, ok := p.(powerLoss); !ok {
+				panic(p)
+			}
+			lostPower = true
+		}
+	}()
+	next, err = a.Step(ctx)
+	return next, false, err
 }
 
 // maybeGoOffline starts an offline spell with probability OfflineRate.

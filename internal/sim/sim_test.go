@@ -23,7 +23,7 @@ func newTestServer(t testing.TB) (*server.Server, string) {
 	cfg := config.Server{
 		Data: t.TempDir(), Listen: "127.0.0.1:0", LogLevel: "error", LogFormat: "text",
 		PollInterval: 5 * time.Minute, DeviceTokenTTL: time.Hour, AuthCacheTTL: 10 * time.Second,
-		SeenFlush: 50 * time.Millisecond,
+		SeenFlush: 50 * time.Millisecond, SchedulerInterval: time.Second,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := server.Open(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))

@@ -68,7 +68,6 @@ func Snapshot(seed int64, i int) *collect.Snapshot {
 	if err != nil {
 		panic("sim: the synthetic dpkg database does not parse: " + err.Error()) // a bug in catalog
 	}
-	mac := fmt.Sprintf("02:%02x:%02x:%02x:%02x:%02x", byte(seed), byte(i>>24), byte(i>>16), byte(i>>8), byte(i))
 	return &collect.Snapshot{
 		OS:          "Debian GNU/Linux 12 (bookworm)",
 		OSID:        "debian",
@@ -76,9 +75,14 @@ func Snapshot(seed int64, i int) *collect.Snapshot {
 		Kernel:      fmt.Sprintf("6.1.0-%d-%s", 18+rng.IntN(10), arch),
 		Hostname:    fmt.Sprintf("sim-%07d", i),
 		Interfaces: []collect.Interface{{
-			Name: "eth0", MAC: mac,
+			Name: "eth0", MAC: macOf(seed, i),
 			Addrs: []string{fmt.Sprintf("10.%d.%d.%d/8", byte(i>>16), byte(i>>8), byte(i))},
 		}},
 		Packages: pkgs,
 	}
+}
+
+// macOf is the MAC address of virtual device i.
+func macOf(seed int64, i int) string {
+	return fmt.Sprintf("02:%02x:%02x:%02x:%02x:%02x", byte(seed), byte(i>>24), byte(i>>16), byte(i>>8), byte(i))
 }

@@ -24,20 +24,21 @@ import (
 func Command(use string, getenv func(string) string, stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   use,
-		Short: "Run the device agent: enroll, check in, report inventory",
+		Short: "Run the device agent: enroll, check in, report inventory, install updates",
 		Args:  cobra.NoArgs,
 	}
 	cfg := config.AgentFlags(cmd.Flags())
+	inst := addInstallFlags(cmd.Flags())
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := config.LoadAgent(cmd.Flags(), cfg, getenv); err != nil {
 			return err
 		}
-		return run(cmd.Context(), cfg, stderr)
+		return run(cmd.Context(), cfg, inst, stderr)
 	}
 	return cmd
 }
 
-func run(ctx context.Context, cfg *config.Agent, stderr io.Writer) error {
+func run(ctx context.Context, cfg *config.Agent, inst *installFlags, stderr io.Writer) error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
 		return err
@@ -47,11 +48,16 @@ func run(ctx context.Context, cfg *config.Agent, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := inst.apply(&opts, log); err != nil {
+		return err
+	}
 	a, err := agent.New(opts)
 	if err != nil {
 		return err
 	}
-	log.Info("agent starting", "server", cfg.Server, "serial", opts.Identity.Serial, "type", opts.Identity.DeviceType, "state", cfg.State)
+	defer a.Close()
+	log.Info("agent starting", "server", cfg.Server, "serial", opts.Identity.Serial, "type", opts.Identity.DeviceType,
+		"state", cfg.State, "installer", inst.installer)
 	return a.Run(ctx)
 }
 

@@ -1,6 +1,7 @@
 package tufclient_test
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -57,6 +58,12 @@ type testRepo struct {
 	tamper    tamperFunc
 	extra     map[string][]byte // documents the attacker adds, by request path without "/"
 	chunked   bool              // send bodies without Content-Length
+
+	// Targets are served with Range support (http.ServeContent) unless chunked.
+	cutAt       int64    // abort the connection after this many bytes of the next target body
+	ignoreRange bool     // answer range requests with the whole file
+	served      int64    // target body bytes sent
+	ranges      []string // Range headers of target requests
 }
 
 func newTestRepo(t testing.TB, init tuf.InitOptions) *testRepo {
@@ -130,11 +137,57 @@ func (r *testRepo) serve(w http.ResponseWriter, req *http.Request) {
 	if tamper != nil {
 		body = tamper(strings.TrimPrefix(req.URL.Path, "/"), body)
 	}
+	if !isMeta && !chunked {
+		r.serveTarget(w, req, body)
+		return
+	}
 	if chunked {
 		w.WriteHeader(http.StatusOK)
 		w.(http.Flusher).Flush()
 	}
 	w.Write(body)
+}
+
+// serveTarget serves a target body with Range support, counting the bytes sent and cutting
+// the connection at cutAt once.
+func (r *testRepo) serveTarget(w http.ResponseWriter, req *http.Request, body []byte) {
+	r.mu.Lock()
+	cut := r.cutAt
+	r.cutAt = 0
+	if req.Header.Get("Range") != "" {
+		r.ranges = append(r.ranges, req.Header.Get("Range"))
+	}
+	if r.ignoreRange {
+		req.Header.Del("Range")
+	}
+	r.mu.Unlock()
+	http.ServeContent(&countingWriter{ResponseWriter: w, repo: r, cut: cut}, req, "", time.Time{}, bytes.NewReader(body))
+}
+
+// countingWriter counts body bytes into repo.served and, if cut is set, sends only that many
+// and then drops the connection, as a failing link would.
+type countingWriter struct {
+	http.ResponseWriter
+	repo    *testRepo
+	cut     int64
+	written int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	abort := false
+	if c.cut > 0 && c.written+int64(len(p)) >= c.cut {
+		p, abort = p[:c.cut-c.written], true
+	}
+	n, err := c.ResponseWriter.Write(p)
+	c.written += int64(n)
+	c.repo.mu.Lock()
+	c.repo.served += int64(n)
+	c.repo.mu.Unlock()
+	if abort {
+		c.ResponseWriter.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	}
+	return n, err
 }
 
 func (r *testRepo) setTamper(f tamperFunc) {

@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -95,7 +96,8 @@ type TargetInfo struct {
 	// Custom is the whole signed custom object, for fields this package does not know.
 	Custom json.RawMessage
 
-	hashes metadata.Hashes
+	hashes     metadata.Hashes
+	consistent bool // fetched by its hash-prefixed name
 }
 
 // New checks opts and the provisioned root and returns a Client. It does no I/O beyond
@@ -171,41 +173,60 @@ func (c *Client) Refresh(ctx context.Context) error {
 func (c *Client) Target(ctx context.Context, path string) (TargetInfo, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	info, _, err := c.target(ctx, path)
+	info, err := c.target(ctx, path)
 	if err != nil {
 		return TargetInfo{}, fmt.Errorf("tuf target %s: %w", path, err)
 	}
 	return info, nil
 }
 
-// Download verifies path like Target, then streams it to a temporary file beside destFile,
+// Download verifies path like Target, then streams it to a partial file beside destFile,
 // reading at most its signed length and checking every signed hash, and renames it to
 // destFile only if all checks pass. destFile is never left holding unverified bytes.
+//
+// A download cut short (a dropped connection, a power loss) leaves the partial file, and the
+// next Download of the same target to the same destFile fetches only the rest with an HTTP
+// Range request; a server that answers with the whole file is read from the start.
 func (c *Client) Download(ctx context.Context, path, destFile string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	info, consistent, err := c.target(ctx, path)
+	info, err := c.target(ctx, path)
 	if err != nil {
 		return fmt.Errorf("download %s: %w", path, err)
 	}
-	name := path
-	if consistent {
-		name = consistentName(path, info.SHA256)
+	return c.fetch(ctx, info, destFile)
+}
+
+// Fetch downloads a target that Target returned, as Download does, without refreshing the
+// metadata again.
+func (c *Client) Fetch(ctx context.Context, info TargetInfo, destFile string) error {
+	if len(info.hashes) == 0 {
+		return fmt.Errorf("download %s: not a target returned by Target: %w", info.Path, ErrMismatch)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.fetch(ctx, info, destFile)
+}
+
+func (c *Client) fetch(ctx context.Context, info TargetInfo, destFile string) error {
+	name := info.Path
+	if info.consistent {
+		name = consistentName(info.Path, info.SHA256)
 	}
 	u, err := url.JoinPath(c.opts.TargetsURL, strings.Split(name, "/")...)
 	if err != nil {
-		return fmt.Errorf("download %s: %w", path, err)
+		return fmt.Errorf("download %s: %w", info.Path, err)
 	}
 	if err := c.fetchTo(ctx, u, info, destFile); err != nil {
-		return fmt.Errorf("download %s: %w", path, err)
+		return fmt.Errorf("download %s: %w", info.Path, err)
 	}
 	return nil
 }
 
-func (c *Client) target(ctx context.Context, path string) (TargetInfo, bool, error) {
+func (c *Client) target(ctx context.Context, path string) (TargetInfo, error) {
 	up, err := c.refresh(ctx)
 	if err != nil {
-		return TargetInfo{}, false, err
+		return TargetInfo{}, err
 	}
 	var tf *metadata.TargetFiles
 	err = guard(func() (err error) {
@@ -214,22 +235,22 @@ func (c *Client) target(ctx context.Context, path string) (TargetInfo, bool, err
 	})
 	if err != nil {
 		if strings.HasSuffix(err.Error(), "not found") && !isTUFError(err) {
-			return TargetInfo{}, false, ErrTargetNotFound
+			return TargetInfo{}, ErrTargetNotFound
 		}
-		return TargetInfo{}, false, classify(err)
+		return TargetInfo{}, classify(err)
 	}
 	info, err := targetInfo(path, tf)
 	if err != nil {
-		return TargetInfo{}, false, err
+		return TargetInfo{}, err
 	}
 	if !slices.Contains(info.DeviceTypes, c.opts.DeviceType) {
-		return TargetInfo{}, false, fmt.Errorf("signed for %v, this is %q: %w", info.DeviceTypes, c.opts.DeviceType, ErrWrongDevice)
+		return TargetInfo{}, fmt.Errorf("signed for %v, this is %q: %w", info.DeviceTypes, c.opts.DeviceType, ErrWrongDevice)
 	}
 	if len(info.HWRevisions) > 0 && !slices.Contains(info.HWRevisions, c.opts.HWRevision) {
-		return TargetInfo{}, false, fmt.Errorf("signed for hardware %v, this is %q: %w", info.HWRevisions, c.opts.HWRevision, ErrWrongDevice)
+		return TargetInfo{}, fmt.Errorf("signed for hardware %v, this is %q: %w", info.HWRevisions, c.opts.HWRevision, ErrWrongDevice)
 	}
-	consistent := up.GetTrustedMetadataSet().Root.Signed.ConsistentSnapshot
-	return info, consistent, nil
+	info.consistent = up.GetTrustedMetadataSet().Root.Signed.ConsistentSnapshot
+	return info, nil
 }
 
 // refresh builds a new updater (go-tuf allows one Refresh per updater) whose fetcher is bound
@@ -261,70 +282,228 @@ func (c *Client) refresh(ctx context.Context) (*updater.Updater, error) {
 	return up, nil
 }
 
-// fetchTo streams url to a temporary file beside dest, verifies it against info and renames it.
-func (c *Client) fetchTo(ctx context.Context, u string, info TargetInfo, dest string) (err error) {
+// fetchTo downloads u into dest through a partial file beside it (see partName) and
+// renames it to dest once every signed hash matches. An interrupted download leaves the
+// partial file, and the next call asks only for the rest (HTTP Range); bytes that fail
+// verification are deleted.
+func (c *Client) fetchTo(ctx context.Context, u string, info TargetInfo, dest string) error {
+	part := partName(dest, info)
+	removeStaleParts(dest, part)
+	resumed, err := c.fetchPart(ctx, u, info, part)
+	if resumed && errors.Is(err, ErrMismatch) {
+		// The bytes kept from an earlier attempt were bad (a power loss can leave garbage
+		// at the end of a file that was never fsynced): start over once from nothing.
+		os.Remove(part)
+		_, err = c.fetchPart(ctx, u, info, part)
+	}
+	if err != nil {
+		if errors.Is(err, ErrMismatch) || errors.Is(err, ErrTooLarge) {
+			os.Remove(part)
+		}
+		return err
+	}
+	if err := os.Rename(part, dest); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(dest))
+}
+
+// partName is the partial download of info for dest: hidden, beside dest, and named by the
+// target's digest so that bytes of one target are never continued with those of another.
+func partName(dest string, info TargetInfo) string {
+	id := info.SHA256
+	if id == "" {
+		for alg, h := range info.hashes {
+			id = alg + "-" + hex.EncodeToString(h)
+			break
+		}
+	}
+	return filepath.Join(filepath.Dir(dest), "."+filepath.Base(dest)+"."+id+".part")
+}
+
+// removeStaleParts deletes partial downloads for dest of targets other than keep's.
+func removeStaleParts(dest, keep string) {
+	dir := filepath.Dir(dest)
+	entries, _ := os.ReadDir(dir)
+	prefix := "." + filepath.Base(dest) + "."
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		if strings.HasPrefix(e.Name(), prefix) && strings.HasSuffix(e.Name(), ".part") && p != keep {
+			os.Remove(p)
+		}
+	}
+}
+
+// fetchPart completes the partial file part and checks it against info. resumed reports
+// whether bytes from an earlier attempt were kept.
+//
+// The continuation is a plain Range request without If-Range: the URL names the content by
+// its digest (consistent snapshots), so its bytes never change, and the whole file is
+// verified at the end anyway. An If-Range validator would also defeat resumption behind a
+// redirect to object storage, whose ETag is not the SHA-256.
+func (c *Client) fetchPart(ctx context.Context, u string, info TargetInfo, part string) (resumed bool, err error) {
+	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return false, err
+	}
+	have := min(fi.Size(), info.Length)
+	hs, err := newHashers(info)
+	if err != nil {
+		return false, err
+	}
+	if have > 0 {
+		if have, err = io.Copy(hs, io.LimitReader(f, have)); err != nil {
+			return false, err
+		}
+	}
+	resumed = have > 0
+	if have < info.Length {
+		var restarted bool
+		have, restarted, err = c.getRange(ctx, u, info.Length, have, f, hs)
+		if restarted {
+			resumed = false
+		}
+		if err != nil {
+			return resumed, err
+		}
+	}
+	if err := f.Truncate(have); err != nil {
+		return resumed, err
+	}
+	if have != info.Length {
+		return resumed, fmt.Errorf("got %d bytes, signed length is %d: %w", have, info.Length, ErrMismatch)
+	}
+	if err := hs.check(info); err != nil {
+		return resumed, err
+	}
+	return resumed, f.Sync()
+}
+
+// getRange fetches u from byte have on into f (from the start if have is 0, or if the server
+// answers a range request with the whole file) and returns how many bytes of the target f
+// holds now, and whether it started over.
+func (c *Client) getRange(ctx context.Context, u string, length, have int64, f *os.File, hs *hashers) (int64, bool, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return err
+		return have, false, err
+	}
+	if have > 0 {
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", have))
 	}
 	resp, err := c.opts.HTTPClient.Do(req)
 	if err != nil {
-		return err
+		return have, false, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: status %d", u, resp.StatusCode)
+	restarted := false
+	switch {
+	case resp.StatusCode == http.StatusPartialContent && have > 0:
+		if start, ok := rangeStart(resp.Header.Get("Content-Range")); !ok || start != have {
+			return have, false, fmt.Errorf("GET %s: asked for bytes from %d, got range %q", u, have, resp.Header.Get("Content-Range"))
+		}
+	case resp.StatusCode == http.StatusOK:
+		// The whole file (a first request, or a server or proxy that ignores Range).
+		restarted = have > 0
+		have = 0
+		hs.reset()
+	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable && have > 0:
+		// The kept bytes do not belong to this file: drop them, so the next attempt starts over.
+		return 0, true, errors.Join(fmt.Errorf("GET %s: range from byte %d not satisfiable", u, have), f.Truncate(0))
+	default:
+		return have, false, fmt.Errorf("GET %s: status %d", u, resp.StatusCode)
 	}
-	if resp.ContentLength > info.Length {
-		return fmt.Errorf("server announces %d bytes, signed length is %d: %w", resp.ContentLength, info.Length, ErrTooLarge)
+	if resp.ContentLength > length-have {
+		return have, restarted, fmt.Errorf("server announces %d bytes from byte %d, signed length is %d: %w", resp.ContentLength, have, length, ErrTooLarge)
 	}
-	hashers := map[string]hash.Hash{}
-	writers := []io.Writer{}
+	if have == 0 {
+		if err := f.Truncate(0); err != nil {
+			return have, restarted, err
+		}
+	}
+	if _, err := f.Seek(have, io.SeekStart); err != nil {
+		return have, restarted, err
+	}
+	n, err := io.Copy(io.MultiWriter(hs, f), io.LimitReader(resp.Body, length-have+1))
+	have += n
+	if err != nil {
+		return have, restarted, err
+	}
+	if have > length {
+		return have, restarted, fmt.Errorf("more than the signed %d bytes: %w", length, ErrTooLarge)
+	}
+	return have, restarted, nil
+}
+
+// rangeStart parses the first byte of a Content-Range header "bytes first-last/size".
+func rangeStart(h string) (int64, bool) {
+	rest, ok := strings.CutPrefix(h, "bytes ")
+	if !ok {
+		return 0, false
+	}
+	first, _, ok := strings.Cut(rest, "-")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(first, 10, 64)
+	return n, err == nil && n >= 0
+}
+
+// hashers computes every signed hash of a target at once.
+type hashers struct {
+	algs []string
+	hs   []hash.Hash
+}
+
+func newHashers(info TargetInfo) (*hashers, error) {
+	h := &hashers{}
 	for alg := range info.hashes {
-		var h hash.Hash
 		switch alg {
 		case "sha256":
-			h = sha256.New()
+			h.hs = append(h.hs, sha256.New())
 		case "sha512":
-			h = sha512.New()
+			h.hs = append(h.hs, sha512.New())
 		default:
-			return fmt.Errorf("unsupported hash %q: %w", alg, ErrMismatch)
+			return nil, fmt.Errorf("unsupported hash %q: %w", alg, ErrMismatch)
 		}
-		hashers[alg] = h
-		writers = append(writers, h)
+		h.algs = append(h.algs, alg)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(dest), "."+filepath.Base(dest)+".tuf-*")
-	if err != nil {
-		return err
+	return h, nil
+}
+
+func (h *hashers) Write(p []byte) (int, error) {
+	for _, x := range h.hs {
+		x.Write(p)
 	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	n, err := io.Copy(io.MultiWriter(append(writers, tmp)...), io.LimitReader(resp.Body, info.Length+1))
-	if err != nil {
-		return err
+	return len(p), nil
+}
+
+func (h *hashers) reset() {
+	for _, x := range h.hs {
+		x.Reset()
 	}
-	if n > info.Length {
-		return fmt.Errorf("more than the signed %d bytes: %w", info.Length, ErrTooLarge)
-	}
-	if n != info.Length {
-		return fmt.Errorf("got %d bytes, signed length is %d: %w", n, info.Length, ErrMismatch)
-	}
-	for alg, h := range hashers {
-		if got := h.Sum(nil); !slices.Equal(got, []byte(info.hashes[alg])) {
+}
+
+func (h *hashers) check(info TargetInfo) error {
+	for i, alg := range h.algs {
+		if got := h.hs[i].Sum(nil); !slices.Equal(got, []byte(info.hashes[alg])) {
 			return fmt.Errorf("%s %x, signed %x: %w", alg, got, []byte(info.hashes[alg]), ErrMismatch)
 		}
 	}
-	if err := tmp.Sync(); err != nil {
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
 		return err
 	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), dest)
+	defer d.Close()
+	return d.Sync()
 }
 
 // custom is the part of a target's custom object Rampart's repository signs.
