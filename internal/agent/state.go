@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
@@ -112,12 +113,18 @@ func loadState(dir string) (*State, error) {
 	return &st, nil
 }
 
+// saveState writes st unless the file already holds exactly that: an idle check-in then
+// writes nothing, which spares the device's flash and the fsync.
 func saveState(dir string, st *State) error {
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode agent state: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, stateFile), b, 0o600); err != nil {
+	path := filepath.Join(dir, stateFile)
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, b) {
+		return nil
+	}
+	if err := writeFileAtomic(path, b, 0o600); err != nil {
 		return fmt.Errorf("save agent state: %w", err)
 	}
 	return nil
