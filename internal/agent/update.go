@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/rampart-iot/rampart/internal/agent/fetch"
 	"github.com/rampart-iot/rampart/internal/agent/installer"
@@ -318,9 +319,15 @@ func (a *Agent) report(ctx context.Context, u *UpdateState, state, log string) (
 	return ans.State, nil
 }
 
+// progressTimeout bounds a progress report: the health check after a reboot must not wait
+// long for a network the update may have broken.
+const progressTimeout = 10 * time.Second
+
 // tryReport reports a progress state if the server can be reached; progress is worth
 // reporting but never worth waiting for.
 func (a *Agent) tryReport(ctx context.Context, u *UpdateState, state string) {
+	ctx, cancel := context.WithTimeout(ctx, progressTimeout)
+	defer cancel()
 	if err := a.ensureToken(ctx); err != nil {
 		a.log.Debug("update state not reported", "deployment", u.Work.ID, "state", state, "err", err)
 		return

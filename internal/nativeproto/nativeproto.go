@@ -165,7 +165,8 @@ type StatusReport struct {
 	// State is one of downloading, downloaded, installing, rebooting, verifying, success,
 	// failure, rolled-back.
 	State string `json:"state"`
-	// Seq increases with every report the device sends for the deployment.
+	// Seq never decreases across the reports a device sends for the deployment (the agent
+	// sends the state's position in the order above, so a re-sent report repeats it).
 	Seq uint64 `json:"seq"`
 	// Log is an excerpt of the device's log; kept with failure and rolled-back.
 	Log string `json:"log,omitempty"`
