@@ -84,10 +84,8 @@ func (s *Service) step(ctx context.Context, d *Deployment) error {
 			continue
 		}
 		sizes[c.Wave] += c.N
-		for range c.N {
-			waves[c.Wave].Add(c.State)
-			all.Add(c.State)
-		}
+		waves[c.Wave].AddN(c.State, c.N)
+		all.AddN(c.State, c.N)
 	}
 	if d.Reached95At.IsZero() && d.Total > 0 && all.Succeeded >= (95*d.Total+99)/100 {
 		d.Reached95At, dirty = now, true

@@ -53,16 +53,19 @@ type Counts struct {
 
 // Add counts one device in state s. Cancelled devices (and unknown states) are not counted:
 // they neither passed nor failed.
-func (c *Counts) Add(s DeviceState) {
+func (c *Counts) Add(s DeviceState) { c.AddN(s, 1) }
+
+// AddN counts n devices in state s, as Add does one.
+func (c *Counts) AddN(s DeviceState, n int) {
 	switch {
 	case s == Success:
-		c.Succeeded++
+		c.Succeeded += n
 	case s == Failure || s == RolledBack || s == TimedOut:
-		c.Failed++
+		c.Failed += n
 	case s == Scheduled:
-		c.Scheduled++
+		c.Scheduled += n
 	case s.Valid() && !s.Terminal():
-		c.InProgress++
+		c.InProgress += n
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -364,7 +365,7 @@ func TestRAUC(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			t.Parallel()
+			lockRAUC(t)
 			testRAUC(t, c)
 		})
 	}
@@ -461,7 +462,7 @@ func TestRAUCInstallFails(t *testing.T) {
 		{"wrong sha256", "rampart-test", func(*raucDevice) string { return sha("something else") }, rampart.ErrInvalid, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
+			lockRAUC(t)
 			ctx := t.Context()
 			d := newRAUCDevice(t)
 			u := Update{Deployment: "d1", Image: d.bundle("update", tc.compatible)}
@@ -496,6 +497,7 @@ func TestRAUCInstallFails(t *testing.T) {
 // does not finish; the client is stopped at the timeout and the install journaled failed.
 func TestRAUCTimeout(t *testing.T) {
 	t.Parallel()
+	lockRAUC(t)
 	ctx := t.Context()
 	d := newRAUCDevice(t)
 	bundle := d.bundle("update", "rampart-test")
@@ -590,7 +592,7 @@ func TestParseRAUCStatus(t *testing.T) {
 		{"child-slots.json", "A", "rootfs.0", 4, 2},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
-			t.Parallel()
+			lockRAUC(t)
 			st, err := parseRAUCStatus([]byte(mustRead(t, filepath.Join("testdata", "rauc-status", tc.file))))
 			if err != nil {
 				t.Fatal(err)
@@ -644,4 +646,14 @@ func FuzzParseRAUCStatus(f *testing.F) {
 			}
 		}
 	})
+}
+
+// raucMu serializes the RAUC installs of parallel tests: each test runs its own rauc service,
+// but they share the kernel's loop devices, and rauc fails ("Error getting loop backing_file")
+// when another test's bundle is detached while it looks at them.
+var raucMu sync.Mutex
+
+func lockRAUC(t *testing.T) {
+	raucMu.Lock()
+	t.Cleanup(raucMu.Unlock)
 }
