@@ -184,7 +184,7 @@ func layer(fs *pflag.FlagSet, getenv func(string) string, configFile *string) er
 			return
 		}
 		if v, ok := file[key]; ok {
-			if err := fs.Set(f.Name, fileValue(v)); err != nil {
+			if err := setFromFile(fs, f, v); err != nil {
 				errs = append(errs, invalid("config file key %s: %v", key, err))
 			}
 		}
@@ -195,6 +195,29 @@ func layer(fs *pflag.FlagSet, getenv func(string) string, configFile *string) er
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// setFromFile sets flag f to the config file's value v. A YAML list given to a list-valued
+// flag sets one element per item, so a list of commands, each with commas in it, stays a
+// list of whole commands instead of being joined and split again at the commas.
+func setFromFile(fs *pflag.FlagSet, f *pflag.Flag, v any) error {
+	items, isList := v.([]any)
+	sv, isSlice := f.Value.(pflag.SliceValue)
+	if !isList || !isSlice {
+		return fs.Set(f.Name, fileValue(v))
+	}
+	list := make([]string, 0, len(items))
+	for _, it := range items {
+		if _, nested := it.([]any); nested {
+			return fmt.Errorf("list item %v is itself a list", it)
+		}
+		list = append(list, fileValue(it))
+	}
+	if err := sv.Replace(list); err != nil {
+		return err
+	}
+	f.Changed = true
+	return nil
 }
 
 func fileValue(v any) string {

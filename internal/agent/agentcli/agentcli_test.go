@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/rampart-iot/rampart/internal/agent"
 	"github.com/rampart-iot/rampart/internal/agent/bootenv"
 	"github.com/rampart-iot/rampart/internal/agent/installer"
+	"github.com/rampart-iot/rampart/internal/config"
 )
 
 // TestDocsListEveryFlag keeps the agent's table in docs/configuration.md true, the update
@@ -147,5 +149,38 @@ func TestInstallFlagsFromEnvironment(t *testing.T) {
 	err := cmd.ExecuteContext(context.Background())
 	if err == nil || !strings.Contains(err.Error(), `--installer "rpm"`) {
 		t.Errorf("agent with RAMPART_INSTALLER=rpm = %v, want the installer refused", err)
+	}
+}
+
+// TestInstallFlagsFromConfigFile checks list settings in the YAML file: each health command
+// stays one command even with commas in it, and the slots list fills both slots.
+func TestInstallFlagsFromConfigFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "agent.yaml")
+	yaml := "device_type: gw\nstate: " + dir + "\ninstaller: ab\nslots: [A=/dev/p2, B=/dev/p3]\nbootenv: file:" + filepath.Join(dir, "env") + "\n" +
+		"health_cmd:\n  - test -e /run/app.pid\n  - 'curl -fsS http://127.0.0.1:8080/health,ready'\n"
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fs := pflag.NewFlagSet("agent", pflag.ContinueOnError)
+	c := config.AgentFlags(fs)
+	f := addInstallFlags(fs)
+	if err := fs.Parse([]string{"--config", file}); err != nil {
+		t.Fatal(err)
+	}
+	if err := config.LoadAgent(fs, c, func(string) string { return "" }); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"test -e /run/app.pid", "curl -fsS http://127.0.0.1:8080/health,ready"}
+	if !slices.Equal(f.healthCmds, want) {
+		t.Errorf("health commands = %q, want %q", f.healthCmds, want)
+	}
+	var o agent.Options
+	if err := f.apply(&o, nil); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	if typeName(o.Installer) != "*installer.AB" {
+		t.Errorf("installer = %s, want A/B", typeName(o.Installer))
 	}
 }
