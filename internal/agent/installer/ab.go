@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -118,11 +117,11 @@ func (a *AB) install(ctx context.Context, j *journal.Journal, begin journal.Entr
 	d := begin.Data
 	_, to, err := a.otherSlot(d["from"])
 	if err != nil {
-		return a.abandon(ctx, j, begin, err)
+		return journalFailed(ctx, j, begin, err)
 	}
 	size, err := strconv.ParseInt(d["size"], 10, 64)
 	if err != nil {
-		return a.abandon(ctx, j, begin, fmt.Errorf("journal size %q: %w", d["size"], rampart.ErrInvalid))
+		return journalFailed(ctx, j, begin, fmt.Errorf("journal size %q: %w", d["size"], rampart.ErrInvalid))
 	}
 	if written == "" {
 		a.log.InfoContext(ctx, "writing slot", "deployment", begin.Deployment, "slot", to.Name)
@@ -131,10 +130,10 @@ func (a *AB) install(ctx context.Context, j *journal.Journal, begin journal.Entr
 			if ctx.Err() != nil {
 				return err // interrupted, not failed: Resume continues
 			}
-			return a.abandon(ctx, j, begin, err)
+			return journalFailed(ctx, j, begin, err)
 		}
 		if want := d["sha256"]; want != "" && want != sum {
-			return a.abandon(ctx, j, begin, fmt.Errorf("image %s has sha256 %s, want %s: %w", d["image"], sum, want, rampart.ErrInvalid))
+			return journalFailed(ctx, j, begin, fmt.Errorf("image %s has sha256 %s, want %s: %w", d["image"], sum, want, rampart.ErrInvalid))
 		}
 		if err := j.Append(ctx, journal.Entry{Step: StepWritten, Deployment: begin.Deployment, Data: map[string]string{"sha256": sum}}); err != nil {
 			return fmt.Errorf("install %s: %w", begin.Deployment, err)
@@ -147,10 +146,10 @@ func (a *AB) install(ctx context.Context, j *journal.Journal, begin journal.Entr
 		if ctx.Err() != nil {
 			return err
 		}
-		return a.abandon(ctx, j, begin, err)
+		return journalFailed(ctx, j, begin, err)
 	}
 	if got != written {
-		return a.abandon(ctx, j, begin, fmt.Errorf("slot %s reads back sha256 %s, wrote %s", to.Name, got, written))
+		return journalFailed(ctx, j, begin, fmt.Errorf("slot %s reads back sha256 %s, wrote %s", to.Name, got, written))
 	}
 	a.fail("verified")
 	if err := a.o.Env.Set(ctx, map[string]string{
@@ -165,16 +164,6 @@ func (a *AB) install(ctx context.Context, j *journal.Journal, begin journal.Entr
 	a.fail("switched")
 	a.log.InfoContext(ctx, "slot switched, reboot to try it", "deployment", begin.Deployment, "slot", to.Name)
 	return nil
-}
-
-// abandon journals a failed install (the boot environment was never switched) and returns
-// the cause.
-func (a *AB) abandon(ctx context.Context, j *journal.Journal, begin journal.Entry, cause error) error {
-	err := fmt.Errorf("install %s: %w", begin.Deployment, cause)
-	if jerr := j.Append(ctx, journal.Entry{Step: StepFailed, Deployment: begin.Deployment, Data: map[string]string{"reason": reason(err)}}); jerr != nil {
-		return errors.Join(err, jerr)
-	}
-	return err
 }
 
 // Resume implements [Installer].
@@ -199,13 +188,13 @@ func (a *AB) Resume(ctx context.Context, j *journal.Journal) (Result, error) {
 	switch last.Step {
 	case StepBegin:
 		if err := a.install(ctx, j, begin, ""); err != nil {
-			return a.afterFailure(j, err)
+			return afterFailure(j, err)
 		}
 		return r, nil
 	case StepWritten:
 		if !switched {
 			if err := a.install(ctx, j, begin, last.Data["sha256"]); err != nil {
-				return a.afterFailure(j, err)
+				return afterFailure(j, err)
 			}
 			return r, nil
 		}
@@ -220,12 +209,8 @@ func (a *AB) Resume(ctx context.Context, j *journal.Journal) (Result, error) {
 	case vars[bootenv.BootSlot] == from.Name:
 		// The bootloader fell back after bootlimit trial boots, or a Rollback switched back
 		// and lost power before journaling it.
-		r = Result{Outcome: OutcomeRolledBack, Deployment: begin.Deployment,
-			Reason: fmt.Sprintf("slot %s did not come up healthy; the bootloader booted slot %s", to.Name, from.Name)}
-		if err := j.Append(ctx, journal.Entry{Step: StepRolledBack, Deployment: begin.Deployment, Data: map[string]string{"reason": r.Reason}}); err != nil {
-			return Result{}, fmt.Errorf("resume %s: %w", begin.Deployment, err)
-		}
-		return r, nil
+		return journalFellBack(ctx, j, begin,
+			fmt.Sprintf("slot %s did not come up healthy; the bootloader booted slot %s", to.Name, from.Name), a.log)
 	case !switched:
 		// Commit set upgrade_available=0 and lost power before journaling it.
 		if err := j.Append(ctx, journal.Entry{Step: StepCommitted, Deployment: begin.Deployment}); err != nil {
@@ -236,29 +221,9 @@ func (a *AB) Resume(ctx context.Context, j *journal.Journal) (Result, error) {
 		return r, nil // not rebooted since the switch: still running the old slot
 	}
 	a.fail("health")
-	if herr := runHealth(ctx, a.o.Health, a.o.HealthTimeout); herr != nil {
-		if ctx.Err() != nil {
-			return Result{}, ctx.Err()
-		}
-		r = Result{Outcome: OutcomeRolledBack, Deployment: begin.Deployment, Reboot: true, Reason: reason(herr)}
-		if err := a.rollback(ctx, j, begin, r.Reason); err != nil {
-			return Result{}, err
-		}
-		return r, nil
-	}
-	if err := a.Commit(ctx, j); err != nil {
-		return Result{}, err
-	}
-	return Result{Outcome: OutcomeCommitted, Deployment: begin.Deployment}, nil
-}
-
-// afterFailure turns an install error inside Resume into a Result when it was journaled as
-// failed, and passes on an interruption.
-func (a *AB) afterFailure(j *journal.Journal, err error) (Result, error) {
-	if last, ok := j.Last(); ok && last.Step == StepFailed {
-		return finished(last), nil
-	}
-	return Result{}, err
+	return trial(ctx, begin, a.o.Health, a.o.HealthTimeout, true,
+		func(why string) error { return a.rollback(ctx, j, begin, why) },
+		func() error { return a.Commit(ctx, j) })
 }
 
 // Commit implements [Installer]: the slot on trial becomes the permanent one.

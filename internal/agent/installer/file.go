@@ -143,12 +143,8 @@ func (f *File) swap() error {
 }
 
 func (f *File) abandon(ctx context.Context, j *journal.Journal, begin journal.Entry, cause error) error {
-	err := fmt.Errorf("install %s: %w", begin.Deployment, cause)
 	os.RemoveAll(f.o.Target + ".new") // best effort; the next install removes it too
-	if jerr := j.Append(ctx, journal.Entry{Step: StepFailed, Deployment: begin.Deployment, Data: map[string]string{"reason": reason(err)}}); jerr != nil {
-		return errors.Join(err, jerr)
-	}
-	return err
+	return journalFailed(ctx, j, begin, cause)
 }
 
 // Resume implements [Installer].
@@ -168,26 +164,12 @@ func (f *File) Resume(ctx context.Context, j *journal.Journal) (Result, error) {
 	}
 	if last.Step != StepSwitched {
 		if err := f.install(ctx, j, begin, last.Step == StepWritten); err != nil {
-			if l, ok := j.Last(); ok && l.Step == StepFailed {
-				return finished(l), nil
-			}
-			return Result{}, err
+			return afterFailure(j, err)
 		}
 	}
-	if herr := runHealth(ctx, f.o.Health, f.o.HealthTimeout); herr != nil {
-		if ctx.Err() != nil {
-			return Result{}, ctx.Err()
-		}
-		r := Result{Outcome: OutcomeRolledBack, Deployment: begin.Deployment, Reason: reason(herr)}
-		if err := f.rollback(ctx, j, begin, r.Reason); err != nil {
-			return Result{}, err
-		}
-		return r, nil
-	}
-	if err := f.Commit(ctx, j); err != nil {
-		return Result{}, err
-	}
-	return Result{Outcome: OutcomeCommitted, Deployment: begin.Deployment}, nil
+	return trial(ctx, begin, f.o.Health, f.o.HealthTimeout, false,
+		func(why string) error { return f.rollback(ctx, j, begin, why) },
+		func() error { return f.Commit(ctx, j) })
 }
 
 // Commit implements [Installer]. The previous copy stays until the next update.

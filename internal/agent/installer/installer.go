@@ -22,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os/exec"
 	"strings"
 	"time"
@@ -273,6 +274,56 @@ func toRollBack(j *journal.Journal) (begin journal.Entry, ok bool, err error) {
 		return begin, false, fmt.Errorf("rollback: %s is committed: %w", last.Deployment, rampart.ErrConflict)
 	}
 	return begin, false, nil
+}
+
+// journalFailed journals that begin's install stopped before anything was switched and
+// returns the cause, wrapped with the deployment.
+func journalFailed(ctx context.Context, j *journal.Journal, begin journal.Entry, cause error) error {
+	err := fmt.Errorf("install %s: %w", begin.Deployment, cause)
+	if jerr := j.Append(ctx, journal.Entry{Step: StepFailed, Deployment: begin.Deployment, Data: map[string]string{"reason": reason(err)}}); jerr != nil {
+		return errors.Join(err, jerr)
+	}
+	return err
+}
+
+// afterFailure turns an install error inside Resume into a Result when it was journaled as
+// failed, and passes on an interruption (which the next Resume continues).
+func afterFailure(j *journal.Journal, err error) (Result, error) {
+	if last, ok := j.Last(); ok && last.Step == StepFailed {
+		return finished(last), nil
+	}
+	return Result{}, err
+}
+
+// journalFellBack journals that the bootloader booted the old image instead of the new one
+// (its trial boots ran out) and returns the rolled-back Result with why as the reason.
+func journalFellBack(ctx context.Context, j *journal.Journal, begin journal.Entry, why string, log *slog.Logger) (Result, error) {
+	if err := j.Append(ctx, journal.Entry{Step: StepRolledBack, Deployment: begin.Deployment, Data: map[string]string{"reason": why}}); err != nil {
+		return Result{}, fmt.Errorf("resume %s: %w", begin.Deployment, err)
+	}
+	log.InfoContext(ctx, "update rolled back by the bootloader", "deployment", begin.Deployment)
+	return Result{Outcome: OutcomeRolledBack, Deployment: begin.Deployment, Reason: why}, nil
+}
+
+// trial ends an update that runs the new content: it runs the health check, then commit,
+// or rollback with the check's failure as the reason. reboot says whether the rolled-back
+// Result asks the caller to reboot (the old image is back only after one).
+func trial(ctx context.Context, begin journal.Entry, health HealthCheck, timeout time.Duration, reboot bool,
+	rollback func(why string) error, commit func() error) (Result, error) {
+	if herr := runHealth(ctx, health, timeout); herr != nil {
+		if ctx.Err() != nil {
+			return Result{}, ctx.Err()
+		}
+		r := Result{Outcome: OutcomeRolledBack, Deployment: begin.Deployment, Reboot: reboot, Reason: reason(herr)}
+		if err := rollback(r.Reason); err != nil {
+			return Result{}, err
+		}
+		return r, nil
+	}
+	if err := commit(); err != nil {
+		return Result{}, err
+	}
+	return Result{Outcome: OutcomeCommitted, Deployment: begin.Deployment}, nil
 }
 
 // finished is the Result of a journal whose last step ends an update (or that is empty).

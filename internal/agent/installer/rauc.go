@@ -134,7 +134,7 @@ func (r *RAUC) install(ctx context.Context, j *journal.Journal, begin journal.En
 	image := begin.Data["image"]
 	if want := begin.Data["sha256"]; want != "" {
 		if got, err := fileDigest(image); err != nil || got != want {
-			return r.abandon(ctx, j, begin, fmt.Errorf("bundle %s does not match sha256 %s: %v: %w", image, want, err, rampart.ErrInvalid))
+			return journalFailed(ctx, j, begin, fmt.Errorf("bundle %s does not match sha256 %s: %v: %w", image, want, err, rampart.ErrInvalid))
 		}
 	}
 	timeout := r.o.Timeout
@@ -152,7 +152,7 @@ func (r *RAUC) install(ctx context.Context, j *journal.Journal, begin journal.En
 		if merr := r.markActive(ctx, begin.Data["from"]); merr != nil {
 			err = errors.Join(err, merr)
 		}
-		return r.abandon(ctx, j, begin, err)
+		return journalFailed(ctx, j, begin, err)
 	}
 	r.fail("installed")
 	if err := j.Append(ctx, journal.Entry{Step: StepWritten, Deployment: begin.Deployment}); err != nil {
@@ -166,7 +166,7 @@ func (r *RAUC) install(ctx context.Context, j *journal.Journal, begin journal.En
 	to, ok := st.slot(st.Primary)
 	if !ok || to.Name == begin.Data["from"] {
 		// The bootloader still boots the old slot (activate-installed=false in system.conf?).
-		return r.abandon(ctx, j, begin, fmt.Errorf("rauc install left the primary slot at %q: %w", st.Primary, rampart.ErrInvalid))
+		return journalFailed(ctx, j, begin, fmt.Errorf("rauc install left the primary slot at %q: %w", st.Primary, rampart.ErrInvalid))
 	}
 	return r.switched(ctx, j, begin, to)
 }
@@ -180,16 +180,6 @@ func (r *RAUC) switched(ctx context.Context, j *journal.Journal, begin journal.E
 	r.fail("switched")
 	r.log.InfoContext(ctx, "rauc activated slot, reboot to try it", "deployment", begin.Deployment, "slot", to.Name)
 	return nil
-}
-
-// abandon journals a failed install (RAUC did not activate the new slot) and returns the
-// cause.
-func (r *RAUC) abandon(ctx context.Context, j *journal.Journal, begin journal.Entry, cause error) error {
-	err := fmt.Errorf("install %s: %w", begin.Deployment, cause)
-	if jerr := j.Append(ctx, journal.Entry{Step: StepFailed, Deployment: begin.Deployment, Data: map[string]string{"reason": reason(err)}}); jerr != nil {
-		return errors.Join(err, jerr)
-	}
-	return err
 }
 
 // Resume implements [Installer]. It reads "rauc status" to learn which slot booted and which
@@ -237,10 +227,7 @@ func (r *RAUC) Resume(ctx context.Context, j *journal.Journal) (Result, error) {
 			last, _ = j.Last()
 		case last.Step == StepBegin:
 			if err := r.install(ctx, j, begin); err != nil {
-				if l, ok := j.Last(); ok && l.Step == StepFailed {
-					return finished(l), nil
-				}
-				return Result{}, err
+				return afterFailure(j, err)
 			}
 			return installed, nil
 		default:
@@ -263,31 +250,15 @@ func (r *RAUC) Resume(ctx context.Context, j *journal.Journal) (Result, error) {
 			begin.Deployment, st.Booted, from, to)
 	}
 	r.fail("health")
-	if herr := runHealth(ctx, r.o.Health, r.o.HealthTimeout); herr != nil {
-		if ctx.Err() != nil {
-			return Result{}, ctx.Err()
-		}
-		res := Result{Outcome: OutcomeRolledBack, Deployment: begin.Deployment, Reboot: true, Reason: reason(herr)}
-		if err := r.rollback(ctx, j, begin, res.Reason); err != nil {
-			return Result{}, err
-		}
-		return res, nil
-	}
-	if err := r.Commit(ctx, j); err != nil {
-		return Result{}, err
-	}
-	return Result{Outcome: OutcomeCommitted, Deployment: begin.Deployment}, nil
+	return trial(ctx, begin, r.o.Health, r.o.HealthTimeout, true,
+		func(why string) error { return r.rollback(ctx, j, begin, why) },
+		func() error { return r.Commit(ctx, j) })
 }
 
 // fellBack journals that the bootloader booted the old slot instead of the new one.
 func (r *RAUC) fellBack(ctx context.Context, j *journal.Journal, begin journal.Entry, what string) (Result, error) {
-	res := Result{Outcome: OutcomeRolledBack, Deployment: begin.Deployment,
-		Reason: fmt.Sprintf("%s did not come up healthy; the bootloader booted slot %s", what, begin.Data["from"])}
-	if err := j.Append(ctx, journal.Entry{Step: StepRolledBack, Deployment: begin.Deployment, Data: map[string]string{"reason": res.Reason}}); err != nil {
-		return Result{}, fmt.Errorf("resume %s: %w", begin.Deployment, err)
-	}
-	r.log.InfoContext(ctx, "update rolled back by the bootloader", "deployment", begin.Deployment)
-	return res, nil
+	return journalFellBack(ctx, j, begin,
+		fmt.Sprintf("%s did not come up healthy; the bootloader booted slot %s", what, begin.Data["from"]), r.log)
 }
 
 // Commit implements [Installer]: "rauc status mark-good" on the new slot.

@@ -134,7 +134,7 @@ func (s *SWUpdate) install(ctx context.Context, j *journal.Journal, begin journa
 	image := begin.Data["image"]
 	if want := begin.Data["sha256"]; want != "" {
 		if got, err := fileDigest(image); err != nil || got != want {
-			return s.abandon(ctx, j, begin, fmt.Errorf("image %s does not match sha256 %s: %v: %w", image, want, err, rampart.ErrInvalid))
+			return journalFailed(ctx, j, begin, fmt.Errorf("image %s does not match sha256 %s: %v: %w", image, want, err, rampart.ErrInvalid))
 		}
 	}
 	timeout := s.o.Timeout
@@ -156,7 +156,7 @@ func (s *SWUpdate) install(ctx context.Context, j *journal.Journal, begin journa
 		if rerr := runTool(ctx, toolTimeout, s.o.Env, nil, s.o.Rollback); rerr != nil {
 			return fmt.Errorf("install %s: %w", begin.Deployment, errors.Join(err, fmt.Errorf("undo a possible switch: %w", rerr)))
 		}
-		return s.abandon(ctx, j, begin, err)
+		return journalFailed(ctx, j, begin, err)
 	}
 	s.fail("installed")
 	boot, err := s.bootID()
@@ -178,14 +178,6 @@ func (s *SWUpdate) switched(ctx context.Context, j *journal.Journal, begin journ
 	s.fail("switched")
 	s.log.InfoContext(ctx, "swupdate installed the image, reboot to try it", "deployment", begin.Deployment)
 	return nil
-}
-
-func (s *SWUpdate) abandon(ctx context.Context, j *journal.Journal, begin journal.Entry, cause error) error {
-	err := fmt.Errorf("install %s: %w", begin.Deployment, cause)
-	if jerr := j.Append(ctx, journal.Entry{Step: StepFailed, Deployment: begin.Deployment, Data: map[string]string{"reason": reason(err)}}); jerr != nil {
-		return errors.Join(err, jerr)
-	}
-	return err
 }
 
 // Resume implements [Installer].
@@ -225,10 +217,7 @@ func (s *SWUpdate) Resume(ctx context.Context, j *journal.Journal) (Result, erro
 			break
 		}
 		if err := s.install(ctx, j, begin); err != nil {
-			if l, ok := j.Last(); ok && l.Step == StepFailed {
-				return finished(l), nil
-			}
-			return Result{}, err
+			return afterFailure(j, err)
 		}
 		last, _ = j.Last()
 	}
@@ -243,29 +232,12 @@ func (s *SWUpdate) Resume(ctx context.Context, j *journal.Journal) (Result, erro
 	case boot == last.Data["boot"]:
 		return installed, nil
 	case onOld:
-		res := Result{Outcome: OutcomeRolledBack, Deployment: begin.Deployment,
-			Reason: fmt.Sprintf("the new image did not come up healthy; the bootloader booted %s", from)}
-		if err := j.Append(ctx, journal.Entry{Step: StepRolledBack, Deployment: begin.Deployment, Data: map[string]string{"reason": res.Reason}}); err != nil {
-			return Result{}, fmt.Errorf("resume %s: %w", begin.Deployment, err)
-		}
-		s.log.InfoContext(ctx, "update rolled back by the bootloader", "deployment", begin.Deployment)
-		return res, nil
+		return journalFellBack(ctx, j, begin, fmt.Sprintf("the new image did not come up healthy; the bootloader booted %s", from), s.log)
 	}
 	s.fail("health")
-	if herr := runHealth(ctx, s.o.Health, s.o.HealthTimeout); herr != nil {
-		if ctx.Err() != nil {
-			return Result{}, ctx.Err()
-		}
-		res := Result{Outcome: OutcomeRolledBack, Deployment: begin.Deployment, Reboot: true, Reason: reason(herr)}
-		if err := s.rollback(ctx, j, begin, res.Reason); err != nil {
-			return Result{}, err
-		}
-		return res, nil
-	}
-	if err := s.Commit(ctx, j); err != nil {
-		return Result{}, err
-	}
-	return Result{Outcome: OutcomeCommitted, Deployment: begin.Deployment}, nil
+	return trial(ctx, begin, s.o.Health, s.o.HealthTimeout, true,
+		func(why string) error { return s.rollback(ctx, j, begin, why) },
+		func() error { return s.Commit(ctx, j) })
 }
 
 // Commit implements [Installer]: it runs the Commit command, if any.
