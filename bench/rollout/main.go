@@ -9,7 +9,7 @@
 // creates a deployment and waits until 95% of the devices succeeded. Only loopback addresses
 // are used; every phase has a time limit.
 //
-// Usage: go run ./bench/rollout [-devices 100000] [-poll 30s] [-postgres DSN]
+// Usage: go run ./bench/rollout [-devices 100000] [-poll 2m] [-postgres DSN [-sqlite=false]]
 package main
 
 import (
@@ -47,8 +47,13 @@ func main() {
 	plan := flag.String("plan", "1% name=canary bake=0s; 10% bake=0s; 100%", "rollout plan")
 	pg := flag.String("postgres", "", "PostgreSQL DSN (empty: SQLite only)")
 	limit := flag.Duration("timeout", 30*time.Minute, "give up after this long per engine")
+	withSQLite := flag.Bool("sqlite", true, "run on SQLite (false with -postgres: PostgreSQL only)")
 	flag.Parse()
-	if err := run(*devices, *poll, *idle, *plan, *pg, *limit); err != nil {
+	if !*withSQLite && *pg == "" {
+		fmt.Fprintln(os.Stderr, "rollout bench: -sqlite=false needs -postgres")
+		os.Exit(2)
+	}
+	if err := run(*devices, *poll, *idle, *plan, *pg, *withSQLite, *limit); err != nil {
 		fmt.Fprintln(os.Stderr, "rollout bench:", err)
 		os.Exit(1)
 	}
@@ -65,7 +70,7 @@ type result struct {
 	rolloutRatio                 float64
 }
 
-func run(n int, poll, idle time.Duration, plan, pgDSN string, limit time.Duration) error {
+func run(n int, poll, idle time.Duration, plan, pgDSN string, withSQLite bool, limit time.Duration) error {
 	work, err := os.MkdirTemp("", "rampart-rollout-bench")
 	if err != nil {
 		return err
@@ -75,7 +80,10 @@ func run(n int, poll, idle time.Duration, plan, pgDSN string, limit time.Duratio
 	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/rampart").CombinedOutput(); err != nil {
 		return fmt.Errorf("build: %v\n%s", err, out)
 	}
-	engines := []struct{ name, dsn string }{{"SQLite", ""}}
+	var engines []struct{ name, dsn string }
+	if withSQLite {
+		engines = append(engines, struct{ name, dsn string }{"SQLite", ""})
+	}
 	if pgDSN != "" {
 		engines = append(engines, struct{ name, dsn string }{"PostgreSQL", pgDSN})
 	}
