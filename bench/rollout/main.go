@@ -68,6 +68,8 @@ type result struct {
 	simHeap                      uint64
 	cpuPerDevice, idlePerCheckIn float64
 	rolloutRatio                 float64
+	total                        int  // targeted devices
+	partial                      bool // the time limit ended the rollout before 95%
 }
 
 func run(n int, poll, idle time.Duration, plan, pgDSN string, withSQLite bool, limit time.Duration) error {
@@ -115,6 +117,12 @@ func printResults(rs []result, n int, poll time.Duration, plan string) {
 	fmt.Println("| engine | enroll | wall to 95% updated | server CPU-s per updated device | idle reference: CPU-s per check-in | rollout CPU / idle CPU over the same wall time | peak server RSS | sim heap |")
 	fmt.Println("|---|---|---|---|---|---|---|---|")
 	for _, r := range rs {
+		if r.partial {
+			fmt.Printf("| %s | %s | not reached: %d of %d updated after %s | %.5f (%.1f s for %d) | %.6f (%.1f s for %d) | %.2f | %.0f MiB | %.0f MiB |\n",
+				r.engine, r.enroll.Round(time.Second), r.updated, r.total, r.to95.Round(time.Second), r.cpuPerDevice, r.rolloutCPU, r.updated,
+				r.idlePerCheckIn, r.idleCPU, r.idleCheckIns, r.rolloutRatio, float64(r.peakRSS)/(1<<20), float64(r.simHeap)/(1<<20))
+			continue
+		}
 		fmt.Printf("| %s | %s | %s | %.5f (%.1f s for %d) | %.6f (%.1f s for %d) | %.2f | %.0f MiB | %.0f MiB |\n",
 			r.engine, r.enroll.Round(time.Second), r.to95.Round(time.Second), r.cpuPerDevice, r.rolloutCPU, r.updated,
 			r.idlePerCheckIn, r.idleCPU, r.idleCheckIns, r.rolloutRatio, float64(r.peakRSS)/(1<<20), float64(r.simHeap)/(1<<20))
@@ -135,7 +143,9 @@ func runEngine(ctx context.Context, engine, bin, dir, dsn string, n int, poll, i
 	if dsn != "" {
 		args = append(args, "--database", dsn)
 	}
-	srv := exec.CommandContext(ctx, bin, args...)
+	// Not tied to ctx: when the time limit ends the rollout, the server's CPU time and peak
+	// RSS are still read before the deferred kill.
+	srv := exec.Command(bin, args...)
 	stderr, err := srv.StderrPipe()
 	if err != nil {
 		return r, err
@@ -214,20 +224,33 @@ func runEngine(ctx context.Context, engine, bin, dir, dsn string, n int, poll, i
 		return r, err
 	}
 	start = time.Now()
+	lastReport := start
 	for {
 		if err := wait(ctx, simDone, time.Second); err != nil {
-			return r, err
+			if ctx.Err() == nil || r.updated == 0 {
+				return r, err
+			}
+			// Out of time: report what the rollout reached rather than nothing.
+			r.partial = true
+			break
 		}
 		d, err := c.Deployment(ctx, created.Deployment.ID)
 		if err != nil {
 			continue
 		}
+		r.updated, r.total = int64(d.States["success"]), d.Total
 		if d.States["success"]*100 >= 95*d.Total {
-			r.updated = int64(d.States["success"])
 			break
 		}
 		if d.Status == "halted" || d.Status == "cancelled" {
 			return r, fmt.Errorf("deployment %s: %s", d.Status, d.Reason)
+		}
+		if time.Since(lastReport) >= time.Minute {
+			lastReport = time.Now()
+			cpu, _ := cpuSeconds(srv.Process.Pid)
+			rss, _ := peakRSS(srv.Process.Pid)
+			fmt.Fprintf(os.Stderr, "%s: %s: %d of %d updated, states %v, server CPU %.0f s, VmHWM %.0f MiB\n",
+				engine, time.Since(start).Round(time.Second), r.updated, r.total, d.States, cpu-cpu1, float64(rss)/(1<<20))
 		}
 	}
 	r.to95 = time.Since(start)
@@ -240,7 +263,10 @@ func runEngine(ctx context.Context, engine, bin, dir, dsn string, n int, poll, i
 	runtime.ReadMemStats(&ms)
 	r.simHeap = ms.HeapInuse
 	stopSim()
-	<-simDone
+	select { // wait may already have taken the simulator's result when time ran out
+	case <-simDone:
+	case <-time.After(time.Minute):
+	}
 	return r, nil
 }
 
