@@ -138,18 +138,9 @@ func (s *Store) CreateDevice(ctx context.Context, d *fleet.Device, consumeToken 
 	if err != nil {
 		return fmt.Errorf("create device %s: %w", d.ID, err)
 	}
+	// The token's row is the one every enrollment with that token writes, so it is taken
+	// last: its lock is held only from this UPDATE to the commit, not across the inserts.
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
-		if consumeToken != "" {
-			res, err := tx.ExecContext(ctx, s.q(`UPDATE enroll_tokens SET uses = uses + 1
-				WHERE id = ? AND revoked_at = 0 AND expires_at > ? AND uses < max_uses`),
-				consumeToken, unixNanos(now))
-			if err != nil {
-				return fmt.Errorf("consume enrollment token %s: %w", consumeToken, err)
-			}
-			if err := mustAffect(res, fmt.Errorf("enrollment token %s is unknown, revoked, expired or used up: %w", consumeToken, rampart.ErrConflict)); err != nil {
-				return err
-			}
-		}
 		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO devices (id, serial, mac, device_type, hw_revision, status,
 			public_key, key_fingerprint, key_revoked, auth_generation, clone_suspect,
 			firmware_version, os, kernel, hostname, interfaces, attributes, tags,
@@ -165,7 +156,21 @@ func (s *Store) CreateDevice(ctx context.Context, d *fleet.Device, consumeToken 
 			}
 			return err
 		}
-		return s.insertTags(ctx, tx, d.ID, d.Tags)
+		if err := s.insertTags(ctx, tx, d.ID, d.Tags); err != nil {
+			return err
+		}
+		if consumeToken != "" {
+			res, err := tx.ExecContext(ctx, s.q(`UPDATE enroll_tokens SET uses = uses + 1
+				WHERE id = ? AND revoked_at = 0 AND expires_at > ? AND uses < max_uses`),
+				consumeToken, unixNanos(now))
+			if err != nil {
+				return fmt.Errorf("consume enrollment token %s: %w", consumeToken, err)
+			}
+			if err := mustAffect(res, fmt.Errorf("enrollment token %s is unknown, revoked, expired or used up: %w", consumeToken, rampart.ErrConflict)); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("create device %s: %w", d.ID, err)
