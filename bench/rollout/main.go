@@ -68,8 +68,10 @@ type result struct {
 	simHeap                      uint64
 	cpuPerDevice, idlePerCheckIn float64
 	rolloutRatio                 float64
-	total                        int  // targeted devices
-	partial                      bool // the time limit ended the rollout before 95%
+	dbCPU, dbPerDevice           float64 // PostgreSQL's processes during the rollout (SQLite runs inside the server)
+	enrollRSS                    int64   // server VmHWM when enrollment ended, bytes
+	total                        int     // targeted devices
+	partial                      bool    // the time limit ended the rollout before 95%
 }
 
 func run(n int, poll, idle time.Duration, plan, pgDSN string, withSQLite bool, limit time.Duration) error {
@@ -114,18 +116,20 @@ func run(n int, poll, idle time.Duration, plan, pgDSN string, withSQLite bool, l
 
 func printResults(rs []result, n int, poll time.Duration, plan string) {
 	fmt.Printf("\nRollout of one release to %d simulated devices (poll %s, plan %q), %s, %d CPUs\n\n", n, poll, plan, runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU())
-	fmt.Println("| engine | enroll | wall to 95% updated | server CPU-s per updated device | idle reference: CPU-s per check-in | rollout CPU / idle CPU over the same wall time | peak server RSS | sim heap |")
-	fmt.Println("|---|---|---|---|---|---|---|---|")
+	fmt.Println("| engine | enroll | wall to 95% updated | server CPU-s per updated device | PostgreSQL CPU-s per updated device | idle reference: CPU-s per check-in | rollout CPU / idle CPU over the same wall time | peak server RSS (at end of enrollment) | sim heap |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rs {
+		wall := r.to95.Round(time.Second).String()
 		if r.partial {
-			fmt.Printf("| %s | %s | not reached: %d of %d updated after %s | %.5f (%.1f s for %d) | %.6f (%.1f s for %d) | %.2f | %.0f MiB | %.0f MiB |\n",
-				r.engine, r.enroll.Round(time.Second), r.updated, r.total, r.to95.Round(time.Second), r.cpuPerDevice, r.rolloutCPU, r.updated,
-				r.idlePerCheckIn, r.idleCPU, r.idleCheckIns, r.rolloutRatio, float64(r.peakRSS)/(1<<20), float64(r.simHeap)/(1<<20))
-			continue
+			wall = fmt.Sprintf("not reached: %d of %d updated after %s", r.updated, r.total, r.to95.Round(time.Second))
 		}
-		fmt.Printf("| %s | %s | %s | %.5f (%.1f s for %d) | %.6f (%.1f s for %d) | %.2f | %.0f MiB | %.0f MiB |\n",
-			r.engine, r.enroll.Round(time.Second), r.to95.Round(time.Second), r.cpuPerDevice, r.rolloutCPU, r.updated,
-			r.idlePerCheckIn, r.idleCPU, r.idleCheckIns, r.rolloutRatio, float64(r.peakRSS)/(1<<20), float64(r.simHeap)/(1<<20))
+		db := "in the server process"
+		if r.engine == "PostgreSQL" {
+			db = fmt.Sprintf("%.5f (%.1f s)", r.dbPerDevice, r.dbCPU)
+		}
+		fmt.Printf("| %s | %s | %s | %.5f (%.1f s for %d) | %s | %.6f (%.1f s for %d) | %.2f | %.0f MiB (%.0f MiB) | %.0f MiB |\n",
+			r.engine, r.enroll.Round(time.Second), wall, r.cpuPerDevice, r.rolloutCPU, r.updated, db,
+			r.idlePerCheckIn, r.idleCPU, r.idleCheckIns, r.rolloutRatio, float64(r.peakRSS)/(1<<20), float64(r.enrollRSS)/(1<<20), float64(r.simHeap)/(1<<20))
 	}
 }
 
@@ -187,6 +191,7 @@ func runEngine(ctx context.Context, engine, bin, dir, dsn string, n int, poll, i
 		}
 	}
 	r.enroll = time.Since(start)
+	r.enrollRSS, _ = peakRSS(srv.Process.Pid)
 	// Let the first inventory uploads and check-ins of the whole fleet settle.
 	if err := wait(ctx, simDone, poll); err != nil {
 		return r, err
@@ -215,6 +220,7 @@ func runEngine(ctx context.Context, engine, bin, dir, dsn string, n int, poll, i
 		return r, err
 	}
 	cpu1, _ := cpuSeconds(srv.Process.Pid)
+	db1 := postgresCPU(dsn)
 	r.idleCPU, r.idleCheckIns = cpu1-cpu0, s.Stats().CheckIns-ci0
 	r.idlePerCheckIn = r.idleCPU / float64(max(r.idleCheckIns, 1))
 
@@ -256,6 +262,8 @@ func runEngine(ctx context.Context, engine, bin, dir, dsn string, n int, poll, i
 	r.to95 = time.Since(start)
 	cpu2, _ := cpuSeconds(srv.Process.Pid)
 	r.rolloutCPU = cpu2 - cpu1
+	r.dbCPU = postgresCPU(dsn) - db1
+	r.dbPerDevice = r.dbCPU / float64(max(r.updated, 1))
 	r.cpuPerDevice = r.rolloutCPU / float64(r.updated)
 	r.rolloutRatio = r.rolloutCPU / (r.idleCPU * r.to95.Seconds() / idle.Seconds())
 	r.peakRSS, _ = peakRSS(srv.Process.Pid)
@@ -324,6 +332,29 @@ func cpuSeconds(pid int) (float64, error) {
 	ut, _ := strconv.ParseFloat(f[11], 64)
 	st, _ := strconv.ParseFloat(f[12], 64)
 	return (ut + st) / 100, nil // USER_HZ is 100 on Linux
+}
+
+// postgresCPU is the CPU-seconds of the local PostgreSQL's processes, including backends
+// that have exited (the postmaster's reaped children), or 0 when dsn is empty (SQLite). It
+// counts the whole cluster, so it is only meaningful on a machine where nothing else uses it.
+func postgresCPU(dsn string) float64 {
+	if dsn == "" {
+		return 0
+	}
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	var total float64
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, "stat"))
+		if err != nil || !bytes.Contains(b, []byte("(postgres)")) {
+			continue
+		}
+		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+		for _, k := range []int{11, 12, 13, 14} { // utime, stime, cutime, cstime
+			v, _ := strconv.ParseFloat(f[k], 64)
+			total += v / 100
+		}
+	}
+	return total
 }
 
 // peakRSS is a process's VmHWM.
