@@ -69,7 +69,7 @@ type result struct {
 	cpuPerDevice, idlePerCheckIn float64
 	rolloutRatio                 float64
 	dbCPU, dbPerDevice           float64 // PostgreSQL's processes during the rollout (SQLite runs inside the server)
-	enrollRSS                    int64   // server VmHWM when enrollment ended, bytes
+	enrollRSS, createRSS         int64   // server VmHWM when enrollment ended and once the deployment was created, bytes
 	total                        int     // targeted devices
 	partial                      bool    // the time limit ended the rollout before 95%
 }
@@ -116,7 +116,7 @@ func run(n int, poll, idle time.Duration, plan, pgDSN string, withSQLite bool, l
 
 func printResults(rs []result, n int, poll time.Duration, plan string) {
 	fmt.Printf("\nRollout of one release to %d simulated devices (poll %s, plan %q), %s, %d CPUs\n\n", n, poll, plan, runtime.GOOS+"/"+runtime.GOARCH, runtime.NumCPU())
-	fmt.Println("| engine | enroll | wall to 95% updated | server CPU-s per updated device | PostgreSQL CPU-s per updated device | idle reference: CPU-s per check-in | rollout CPU / idle CPU over the same wall time | peak server RSS (at end of enrollment) | sim heap |")
+	fmt.Println("| engine | enroll | wall to 95% updated | server CPU-s per updated device | PostgreSQL CPU-s per updated device | idle reference: CPU-s per check-in | rollout CPU / idle CPU over the same wall time | peak server RSS (at end of enrollment / after creating the deployment) | sim heap |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rs {
 		wall := r.to95.Round(time.Second).String()
@@ -127,9 +127,9 @@ func printResults(rs []result, n int, poll time.Duration, plan string) {
 		if r.engine == "PostgreSQL" {
 			db = fmt.Sprintf("%.5f (%.1f s)", r.dbPerDevice, r.dbCPU)
 		}
-		fmt.Printf("| %s | %s | %s | %.5f (%.1f s for %d) | %s | %.6f (%.1f s for %d) | %.2f | %.0f MiB (%.0f MiB) | %.0f MiB |\n",
+		fmt.Printf("| %s | %s | %s | %.5f (%.1f s for %d) | %s | %.6f (%.1f s for %d) | %.2f | %.0f MiB (%.0f / %.0f MiB) | %.0f MiB |\n",
 			r.engine, r.enroll.Round(time.Second), wall, r.cpuPerDevice, r.rolloutCPU, r.updated, db,
-			r.idlePerCheckIn, r.idleCPU, r.idleCheckIns, r.rolloutRatio, float64(r.peakRSS)/(1<<20), float64(r.enrollRSS)/(1<<20), float64(r.simHeap)/(1<<20))
+			r.idlePerCheckIn, r.idleCPU, r.idleCheckIns, r.rolloutRatio, float64(r.peakRSS)/(1<<20), float64(r.enrollRSS)/(1<<20), float64(r.createRSS)/(1<<20), float64(r.simHeap)/(1<<20))
 	}
 }
 
@@ -229,6 +229,7 @@ func runEngine(ctx context.Context, engine, bin, dir, dsn string, n int, poll, i
 	if err != nil {
 		return r, err
 	}
+	r.createRSS, _ = peakRSS(srv.Process.Pid)
 	start = time.Now()
 	lastReport := start
 	for {

@@ -160,7 +160,7 @@ func (s *Service) Rollback(ctx context.Context, id string, rs RollbackSpec) (*Cr
 		}
 	}
 	took := append(slices.Clone(started), rollout.Success)
-	var devices []*fleet.Device
+	var devices []target
 	for after := ""; ; {
 		ms, err := s.store.Members(ctx, MemberQuery{DeploymentID: id, States: took, Wave: -1, After: after, Limit: 5000})
 		if err != nil {
@@ -175,7 +175,7 @@ func (s *Service) Rollback(ctx context.Context, id string, rs RollbackSpec) (*Cr
 				return nil, fmt.Errorf("roll back: %w", err)
 			}
 			if dev.Status == fleet.StatusAccepted {
-				devices = append(devices, dev)
+				devices = append(devices, targetOf(dev))
 			}
 		}
 		if len(ms) < 5000 {

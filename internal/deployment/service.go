@@ -278,8 +278,19 @@ func (s *Service) Create(ctx context.Context, sp Spec) (*Created, error) {
 	return c, nil
 }
 
+// target is what a deployment keeps of a device it targets. Creating a deployment holds one
+// per device; whole fleet.Device values (interfaces, attributes, tags) cost ~2.4 KB each,
+// which made creating a deployment for 100,000 devices the server's memory peak.
+type target struct {
+	id, deviceType, region, timeZone string
+}
+
+func targetOf(d *fleet.Device) target {
+	return target{id: d.ID, deviceType: d.Identity.DeviceType, region: d.Attributes["region"], timeZone: d.Attributes["tz"]}
+}
+
 // start fills in d for rel and devices, stores it with its members and starts wave 0.
-func (s *Service) start(ctx context.Context, d *Deployment, rel *release.Release, devices []*fleet.Device, now time.Time) (*Created, error) {
+func (s *Service) start(ctx context.Context, d *Deployment, rel *release.Release, devices []target, now time.Time) (*Created, error) {
 	if len(devices) == 0 {
 		return nil, fmt.Errorf("no device of the target set can take %s %s: %w", rel.Name, rel.Version, rampart.ErrInvalid)
 	}
@@ -297,11 +308,11 @@ func (s *Service) start(ctx context.Context, d *Deployment, rel *release.Release
 	d.BakeUntil = rollout.BakeUntil(d.Plan.Waves[0], now, bakeRand(seed, 0))
 	d.CreatedAt, d.UpdatedAt = now, now
 
-	byID := make(map[string]*fleet.Device, len(devices))
+	byID := make(map[string]*target, len(devices))
 	ids := make([]string, 0, len(devices))
-	for _, dev := range devices {
-		byID[dev.ID] = dev
-		ids = append(ids, dev.ID)
+	for i := range devices {
+		byID[devices[i].id] = &devices[i]
+		ids = append(ids, devices[i].id)
 	}
 	slices.Sort(ids)
 	waves := rollout.AssignWaves(ids, d.Plan, seed)
@@ -311,7 +322,7 @@ func (s *Service) start(ctx context.Context, d *Deployment, rel *release.Release
 			dev := byID[did]
 			members = append(members, Member{
 				DeploymentID: d.ID, DeviceID: did, Software: d.Software, Wave: w,
-				DeviceType: dev.Identity.DeviceType, Region: dev.Attributes["region"], TimeZone: dev.Attributes["tz"],
+				DeviceType: dev.deviceType, Region: dev.region, TimeZone: dev.timeZone,
 				Status: rollout.NewDeviceStatus(now),
 			})
 		}
@@ -366,12 +377,12 @@ func waveSizes(waves [][]string, left map[string]bool) []int {
 }
 
 // resolve returns the accepted devices of t that can take rel, and how many it left out.
-func (s *Service) resolve(ctx context.Context, t Target, rel *release.Release) ([]*fleet.Device, int, error) {
-	var out []*fleet.Device
+func (s *Service) resolve(ctx context.Context, t Target, rel *release.Release) ([]target, int, error) {
+	var out []target
 	incompatible := 0
 	take := func(d *fleet.Device) {
 		if d.Status == fleet.StatusAccepted && slices.Contains(rel.DeviceTypes, d.Identity.DeviceType) {
-			out = append(out, d)
+			out = append(out, targetOf(d))
 		} else {
 			incompatible++
 		}
