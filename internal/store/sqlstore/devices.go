@@ -123,7 +123,11 @@ func scanDevice(sc scanner) (*fleet.Device, error) {
 // ConsumeEnrollToken takes one use of an enrollment token that is neither revoked, expired
 // at now, nor used up; otherwise it fails with ErrConflict.
 func (s *Store) ConsumeEnrollToken(ctx context.Context, id string, now time.Time) error {
-	res, err := s.db.ExecContext(ctx, s.q(`UPDATE enroll_tokens SET uses = uses + 1
+	return s.consumeEnrollToken(ctx, s.db, id, now)
+}
+
+func (s *Store) consumeEnrollToken(ctx context.Context, q querier, id string, now time.Time) error {
+	res, err := q.ExecContext(ctx, s.q(`UPDATE enroll_tokens SET uses = uses + 1
 		WHERE id = ? AND revoked_at = 0 AND expires_at > ? AND uses < max_uses`), id, unixNanos(now))
 	if err != nil {
 		return fmt.Errorf("consume enrollment token %s: %w", id, err)
@@ -160,15 +164,7 @@ func (s *Store) CreateDevice(ctx context.Context, d *fleet.Device, consumeToken 
 			return err
 		}
 		if consumeToken != "" {
-			res, err := tx.ExecContext(ctx, s.q(`UPDATE enroll_tokens SET uses = uses + 1
-				WHERE id = ? AND revoked_at = 0 AND expires_at > ? AND uses < max_uses`),
-				consumeToken, unixNanos(now))
-			if err != nil {
-				return fmt.Errorf("consume enrollment token %s: %w", consumeToken, err)
-			}
-			if err := mustAffect(res, fmt.Errorf("enrollment token %s is unknown, revoked, expired or used up: %w", consumeToken, rampart.ErrConflict)); err != nil {
-				return err
-			}
+			return s.consumeEnrollToken(ctx, tx, consumeToken, now)
 		}
 		return nil
 	})
