@@ -325,14 +325,8 @@ func adminToken(stderr interface{ Read([]byte) (int, error) }) (string, error) {
 
 // cpuSeconds is a process's user + system CPU time.
 func cpuSeconds(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100, nil // USER_HZ is 100 on Linux
+	_, secs, err := statCPU(fmt.Sprintf("/proc/%d/stat", pid), false)
+	return secs, err
 }
 
 // postgresCPU is the CPU-seconds of the local PostgreSQL's processes, including backends
@@ -345,17 +339,38 @@ func postgresCPU(dsn string) float64 {
 	dirs, _ := filepath.Glob("/proc/[0-9]*")
 	var total float64
 	for _, d := range dirs {
-		b, err := os.ReadFile(filepath.Join(d, "stat"))
-		if err != nil || !bytes.Contains(b, []byte("(postgres)")) {
-			continue
-		}
-		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-		for _, k := range []int{11, 12, 13, 14} { // utime, stime, cutime, cstime
-			v, _ := strconv.ParseFloat(f[k], 64)
-			total += v / 100
+		if comm, secs, err := statCPU(filepath.Join(d, "stat"), true); err == nil && comm == "postgres" {
+			total += secs
 		}
 	}
 	return total
+}
+
+// statCPU reads a /proc/<pid>/stat file: the command name and the user + system CPU-seconds,
+// with those of the reaped children added when children is set.
+func statCPU(path string, children bool) (string, float64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", 0, err
+	}
+	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+	if open < 0 || end < open || end+2 > len(b) {
+		return "", 0, fmt.Errorf("%s: unexpected format", path)
+	}
+	f := strings.Fields(string(b[end+2:]))
+	if len(f) < 15 {
+		return "", 0, fmt.Errorf("%s: unexpected format", path)
+	}
+	fields := []int{11, 12} // utime, stime
+	if children {
+		fields = append(fields, 13, 14) // cutime, cstime
+	}
+	var ticks float64
+	for _, k := range fields {
+		v, _ := strconv.ParseFloat(f[k], 64)
+		ticks += v
+	}
+	return string(b[open+1 : end]), ticks / 100, nil // USER_HZ is 100 on Linux
 }
 
 // peakRSS is a process's VmHWM.
